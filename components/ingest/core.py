@@ -1,0 +1,229 @@
+"""The ingest stage's core: read the source, harmonise the batches, record what was read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components import columns as columns_
+from components.errors import DataError, ParamsError
+from components.ingest import sources
+from components.params import choice, names
+
+SOURCES = ("builtin", "file", "landing")
+TASKS = ("classification", "regression")
+LABEL_CANDIDATES = ("target", "label", "y", "class")
+# An integer-valued numeric label with at most this many distinct values is a
+# class label; more, and the task is regression. Params can say otherwise.
+MAX_INFERRED_CLASSES = 50
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """The ``ingest`` section of params.yaml, unpacked."""
+
+    name: str
+    source: str
+    builtin: str
+    path: Path
+    label: str | None
+    task: str | None
+    features: tuple[str, ...] | None
+    ignore: tuple[str, ...]
+    image_shape: tuple[int, int] | None
+
+    @classmethod
+    def from_section(cls, raw: dict[str, Any], root: Path = Path(".")) -> IngestParams:
+        """Check and unpack the raw ``ingest`` mapping; paths are relative to ``root``."""
+        source = choice(raw.get("source", "builtin"), "ingest.source", SOURCES)
+        builtin = choice(raw.get("builtin", "digits"), "ingest.builtin", tuple(sources.BUILTINS))
+        path = raw.get("path")
+        if source != "builtin" and not isinstance(path, str):
+            raise ParamsError(
+                "ingest.path", f"expected a path for source '{source}'; found {path!r}"
+            )
+        task = raw.get("task", "auto")
+        label = raw.get("label", "auto")
+        if not isinstance(label, str) or not label:
+            raise ParamsError("ingest.label", f"expected 'auto' or a column name; found {label!r}")
+        shape = raw.get("image_shape")
+        if shape is not None and (
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(isinstance(side, int) and side > 0 for side in shape)
+        ):
+            raise ParamsError(
+                "ingest.image_shape", f"expected [height, width] or null; found {shape!r}"
+            )
+        return cls(
+            name=str(raw.get("name") or builtin),
+            source=source,
+            builtin=builtin,
+            path=root / (path or "."),
+            label=None if label == "auto" else label,
+            task=None if task == "auto" else choice(task, "ingest.task", (*TASKS, "auto")),
+            features=names(raw.get("features", "auto"), "ingest.features"),
+            ignore=names(raw.get("ignore"), "ingest.ignore") or (),
+            image_shape=tuple(shape) if shape else None,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What ingest read: the rows of every batch and how to interpret them."""
+
+    frame: pd.DataFrame
+    files: tuple[sources.FileRecord, ...]
+    source: dict[str, str]
+    label: str
+    task: str
+    features: tuple[str, ...]
+    image_shape: tuple[int, int] | None
+
+
+def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
+    """Read the source named in ``params`` into one snapshot."""
+
+    def shown(path: Path) -> str:
+        if shown_root is not None:
+            try:
+                return path.resolve().relative_to(shown_root.resolve()).as_posix()
+            except ValueError:
+                pass
+        return path.as_posix()
+
+    image_shape = params.image_shape
+    if params.source == "builtin":
+        batches = [sources.read_builtin(params.builtin)]
+        builtin = sources.BUILTINS[params.builtin]
+        label = params.label or sources.BUILTIN_LABEL
+        task = params.task or builtin.task
+        image_shape = image_shape or builtin.image_shape
+        source = {"kind": "builtin", "name": params.builtin}
+    else:
+        if params.source == "file":
+            paths = [params.path]
+        else:
+            paths = sources.landing_files(params.path, shown(params.path))
+        batches = [sources.read_table(path, shown(path)) for path in paths]
+        label = params.label
+        task = params.task
+        source = {"kind": params.source, "path": shown(params.path)}
+
+    frame = combine(batches)
+    where = batches[0].record.path if len(batches) == 1 else source.get("path", "")
+    columns = [column for column in frame.columns if not columns_.is_metadata(column)]
+    label = label or infer_label(columns)
+    if label not in columns:
+        raise DataError(
+            where, f"missing label column: expected '{label}'; found columns {columns[:12]}"
+        )
+    task = task or infer_task(frame[label])
+    features = params.features or tuple(
+        column for column in columns if column != label and column not in params.ignore
+    )
+    absent = [column for column in features if column not in columns]
+    if absent:
+        raise DataError(where, "declared in ingest.features but not in the data", column=absent[0])
+    if image_shape and image_shape[0] * image_shape[1] != len(features):
+        raise ParamsError(
+            "ingest.image_shape",
+            f"{image_shape[0]}x{image_shape[1]} does not match the {len(features)} features",
+        )
+    return Snapshot(
+        frame=frame,
+        files=tuple(batch.record for batch in batches),
+        source=source,
+        label=label,
+        task=task,
+        features=features,
+        image_shape=image_shape,
+    )
+
+
+def combine(batches: list[sources.Batch]) -> pd.DataFrame:
+    """Stack batches; a column whose batches disagree on being numeric becomes text.
+
+    Text keeps every value as it was written, so clean can report the rows that
+    do not fit the schema instead of ingest guessing at them.
+    """
+    frames = [batch.frame for batch in batches]
+    if len(frames) == 1:
+        return frames[0]
+    columns: list[str] = []
+    for frame in frames:
+        columns.extend(column for column in frame.columns if column not in columns)
+    textual = {
+        column
+        for column in columns
+        if len({_batch_kind(frame[column]) for frame in frames if column in frame} - {"empty"}) > 1
+    }
+    if textual:
+        frames = [
+            frame.assign(**{c: columns_.as_text(frame[c]) for c in textual if c in frame})
+            for frame in frames
+        ]
+    lineage = [sources.SOURCE_FILE, sources.SOURCE_ROW]
+    ordered = [column for column in columns if column not in lineage] + lineage
+    return pd.concat(frames, ignore_index=True)[ordered]
+
+
+def _batch_kind(series: pd.Series) -> str:
+    if series.isna().all():
+        return "empty"
+    if pd.api.types.is_bool_dtype(series):
+        return "bool"
+    return "number" if pd.api.types.is_numeric_dtype(series) else "text"
+
+
+def infer_label(columns: list[str]) -> str:
+    """The label column when params say ``auto``: a conventional name, else the last column."""
+    lowered = {column.lower(): column for column in columns}
+    for candidate in LABEL_CANDIDATES:
+        if candidate in lowered:
+            return lowered[candidate]
+    return columns[-1]
+
+
+def infer_task(label: pd.Series) -> str:
+    """Classification for text labels or few integer values; regression otherwise."""
+    values = label.dropna()
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return "classification"
+    integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    if integral and values.nunique() <= MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def manifest(
+    snapshot: Snapshot,
+    snapshot_path: str,
+    snapshot_sha256: str,
+    ingested_at: str,
+) -> dict[str, Any]:
+    """The manifest: what was read, its checksums and counts, and how it is to be used."""
+    frame = snapshot.frame
+    data_columns = [column for column in frame.columns if not columns_.is_metadata(column)]
+    return {
+        "version": MANIFEST_VERSION,
+        "source": snapshot.source,
+        "files": [
+            {"path": f.path, "sha256": f.sha256, "rows": f.rows, "columns": f.columns}
+            for f in snapshot.files
+        ],
+        "rows": len(frame),
+        "columns": len(data_columns),
+        "column_types": {column: str(frame[column].dtype) for column in data_columns},
+        "label": snapshot.label,
+        "task": snapshot.task,
+        "features": list(snapshot.features),
+        "image_shape": list(snapshot.image_shape) if snapshot.image_shape else None,
+        "snapshot": {"path": snapshot_path, "sha256": snapshot_sha256},
+        "ingested_at": ingested_at,
+    }
