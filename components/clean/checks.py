@@ -1,0 +1,164 @@
+"""Row-level checks, run by pandera against the data schema.
+
+Two passes: the first finds values that are not of the schema's type (pandera's
+dtype coercion), the second checks the typed values for missing entries, ranges,
+label values and duplicate rows. Both return pandera's failure cases, reduced to
+one table of violations: row index, column, check, value found, value expected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera as pa
+
+from components import columns as kinds
+from components.clean.schema import ColumnSchema, DataSchema
+
+WRONG_TYPE = "wrong_type"
+MISSING = "missing"
+OUT_OF_RANGE = "out_of_range"
+UNKNOWN_LABEL = "unknown_label"
+DUPLICATE = "duplicate"
+CHECKS = (WRONG_TYPE, MISSING, OUT_OF_RANGE, UNKNOWN_LABEL, DUPLICATE)
+ALL_COLUMNS = "(all columns)"
+VIOLATION_COLUMNS = ["row", "column", "check", "found", "expected"]
+
+
+def typed(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
+    """The schema's columns converted to their kinds; values that do not convert become null."""
+    return pd.DataFrame(
+        {
+            name: kinds.as_number(frame[name])
+            if spec.kind == kinds.NUMBER
+            else kinds.as_text(frame[name])
+            for name, spec in schema.columns.items()
+            if name in frame
+        },
+        index=frame.index,
+    )
+
+
+def type_violations(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
+    """Cells of numeric columns that hold something that is not a number."""
+    suspects = [
+        name
+        for name, spec in schema.columns.items()
+        if spec.kind == kinds.NUMBER
+        and name in frame
+        and not pd.api.types.is_numeric_dtype(frame[name])
+    ]
+    if not suspects:
+        return _empty()
+    checker = pa.DataFrameSchema(
+        {name: pa.Column("float64", coerce=True, nullable=True) for name in suspects}
+    )
+    cases = _failure_cases(checker, frame[suspects])
+    cases = cases[cases["check"].str.startswith("coerce_dtype") & cases["index"].notna()]
+    return pd.DataFrame(
+        {
+            "row": cases["index"].astype("int64"),
+            "column": cases["column"],
+            "check": WRONG_TYPE,
+            "found": cases["failure_case"].map(repr),
+            "expected": "a number",
+        }
+    )[VIOLATION_COLUMNS]
+
+
+def value_violations(values: pd.DataFrame, schema: DataSchema, *, duplicates: bool) -> pd.DataFrame:
+    """Missing values, values out of range or domain, unknown labels and repeated rows."""
+    checker = pa.DataFrameSchema(
+        {
+            name: pa.Column(
+                "float64" if spec.kind == kinds.NUMBER else object,
+                checks=_value_checks(spec),
+                nullable=spec.nullable and name != schema.label,
+            )
+            for name, spec in schema.columns.items()
+        },
+        unique=list(schema.columns) if duplicates else None,
+        report_duplicates="exclude_first",
+    )
+    cases = _failure_cases(checker, values)
+    cases = cases[cases["index"].notna()]
+    if cases.empty:
+        return _empty()
+    check = cases["check"].astype(str)
+    is_label = cases["column"] == schema.label
+    kind = np.select(
+        [
+            check == "not_nullable",
+            check.str.startswith("in_range")
+            | check.str.startswith("greater_than")
+            | check.str.startswith("less_than"),
+            check.str.startswith("isin") & is_label,
+            check.str.startswith("isin"),
+            check.str.contains("uniqueness"),
+        ],
+        [MISSING, OUT_OF_RANGE, UNKNOWN_LABEL, OUT_OF_RANGE, DUPLICATE],
+        default="other",
+    )
+    expected = [
+        _expected(schema.columns.get(column), k)
+        for column, k in zip(cases["column"], kind, strict=True)
+    ]
+    table = pd.DataFrame(
+        {
+            "row": cases["index"].astype("int64").to_numpy(),
+            "column": cases["column"].to_numpy(),
+            "check": kind,
+            "found": cases["failure_case"].map(repr).to_numpy(),
+            "expected": expected,
+        }
+    )
+    dupes = table["check"] == DUPLICATE
+    if dupes.any():
+        # pandera lists a repeated row once per column; it is one violation of the row.
+        collapsed = (
+            table[dupes]
+            .drop_duplicates("row")
+            .assign(column=ALL_COLUMNS, found="a repeat of an earlier row")
+        )
+        table = pd.concat([table[~dupes], collapsed], ignore_index=True)
+    return table[VIOLATION_COLUMNS]
+
+
+def _value_checks(spec: ColumnSchema) -> list[pa.Check]:
+    checks = []
+    if spec.minimum is not None and spec.maximum is not None:
+        checks.append(pa.Check.in_range(spec.minimum, spec.maximum))
+    elif spec.minimum is not None:
+        checks.append(pa.Check.greater_than_or_equal_to(spec.minimum))
+    elif spec.maximum is not None:
+        checks.append(pa.Check.less_than_or_equal_to(spec.maximum))
+    if spec.allowed is not None:
+        checks.append(pa.Check.isin(list(spec.allowed)))
+    return checks
+
+
+def _expected(spec: ColumnSchema | None, kind: str) -> str:
+    if kind == DUPLICATE or spec is None:
+        return "a row not seen before"
+    if kind == MISSING:
+        return "a value"
+    if spec.allowed is not None:
+        shown = ", ".join(map(str, spec.allowed[:12])) + (", ..." if len(spec.allowed) > 12 else "")
+        return f"one of [{shown}]"
+    low = "-inf" if spec.minimum is None else spec.minimum
+    high = "inf" if spec.maximum is None else spec.maximum
+    return f"a value from {low} to {high}"
+
+
+def _failure_cases(checker: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        checker.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        return errors.failure_cases
+    return pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {name: pd.Series(dtype="int64" if name == "row" else object) for name in VIOLATION_COLUMNS}
+    )

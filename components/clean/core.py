@@ -1,0 +1,370 @@
+"""The clean stage's core: validate against the schema, apply the policies, split, compute constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components import columns as kinds
+from components.clean import checks, preprocessing, split
+from components.clean.schema import DataSchema, Drift, find_drift, infer_schema
+from components.errors import DataError, ParamsError
+from components.ingest.sources import SOURCE_FILE, SOURCE_ROW
+from components.params import choice, fraction, names
+
+DROP, IMPUTE, CLIP, FAIL, KEEP = "drop", "impute", "clip", "fail", "keep"
+POLICIES: dict[str, tuple[str, ...]] = {
+    checks.MISSING: (DROP, IMPUTE, FAIL),
+    checks.WRONG_TYPE: (DROP, IMPUTE, FAIL),
+    checks.OUT_OF_RANGE: (DROP, CLIP, IMPUTE, FAIL),
+    checks.UNKNOWN_LABEL: (DROP, FAIL),
+    checks.DUPLICATE: (DROP, KEEP, FAIL),
+}
+ROW_KEY = "_row_key"
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    """The ``clean`` section of params.yaml, unpacked."""
+
+    policies: dict[str, str]
+    max_quarantine_share: float
+    allow_schema_drift: bool
+    range_margin: float
+    split: split.SplitSpec
+    key: tuple[str, ...] | None
+
+    @classmethod
+    def from_section(cls, raw: dict[str, Any]) -> CleanParams:
+        """Check and unpack the raw ``clean`` mapping."""
+        given = raw.get("policies") or {}
+        unknown = sorted(set(given) - set(POLICIES))
+        if unknown:
+            raise ParamsError(
+                f"clean.policies.{unknown[0]}",
+                f"unknown check; expected one of {', '.join(POLICIES)}",
+            )
+        policies = {
+            check: choice(given.get(check, DROP), f"clean.policies.{check}", allowed)
+            for check, allowed in POLICIES.items()
+        }
+        shares = raw.get("split") or {}
+        spec = split.SplitSpec(
+            train=fraction(shares.get("train", 0.7), "clean.split.train"),
+            val=fraction(shares.get("val", 0.15), "clean.split.val"),
+            test=fraction(shares.get("test", 0.15), "clean.split.test"),
+            salt=str(shares.get("salt", "bakeoff")),
+        )
+        if min(spec.train, spec.val, spec.test) <= 0:
+            raise ParamsError("clean.split", "expected train, val and test fractions above 0")
+        margin = raw.get("range_margin", 0.0)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+            raise ParamsError("clean.range_margin", f"expected a number >= 0; found {margin!r}")
+        drift = raw.get("allow_schema_drift", False)
+        if not isinstance(drift, bool):
+            raise ParamsError(
+                "clean.allow_schema_drift", f"expected true or false; found {drift!r}"
+            )
+        return cls(
+            policies=policies,
+            max_quarantine_share=fraction(
+                raw.get("max_quarantine_share", 0.1), "clean.max_quarantine_share"
+            ),
+            allow_schema_drift=drift,
+            range_margin=float(margin),
+            split=spec,
+            key=names(shares.get("key", "auto"), "clean.split.key"),
+        )
+
+
+@dataclass
+class CleanResult:
+    """Everything the clean stage writes."""
+
+    splits: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    schema: DataSchema
+    schema_inferred: bool
+    preprocessing: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def clean(
+    raw: pd.DataFrame,
+    manifest: dict[str, Any],
+    schema: DataSchema | None,
+    params: CleanParams,
+    *,
+    snapshot_name: str,
+    schema_name: str,
+) -> CleanResult:
+    """Validate ``raw`` against ``schema`` (inferring it when None) and produce the clean splits."""
+    if raw.empty:
+        raise DataError(snapshot_name, "empty snapshot: expected rows; found 0")
+    label = manifest["label"]
+    features = tuple(manifest["features"])
+    if label not in raw:
+        raise DataError(
+            snapshot_name,
+            "missing label column: expected it in the snapshot; found none",
+            column=label,
+        )
+    raw = raw.reset_index(drop=True)
+
+    drift = Drift((), (), ())
+    inferred = schema is None
+    if schema is None:
+        schema = infer_schema(
+            raw,
+            dataset=manifest.get("source", {}).get("name", ""),
+            label=label,
+            task=manifest["task"],
+            features=features,
+            range_margin=params.range_margin,
+        )
+    else:
+        if schema.label != label:
+            raise DataError(
+                schema_name,
+                f"label: expected '{label}' (the ingest manifest's); found '{schema.label}'",
+            )
+        drift = find_drift(schema, raw, features)
+        if drift and not params.allow_schema_drift:
+            raise DataError(
+                snapshot_name,
+                f"schema drift against {schema_name}: {drift.describe()} "
+                "(accept it with clean.allow_schema_drift: true, or edit the schema)",
+            )
+        schema = schema.without(set(drift.removed))
+
+    values = checks.typed(raw, schema)
+    violations = _violations(raw, values, schema, params)
+    dropped, treated = _apply_policies(violations, values, schema, params, raw, snapshot_name)
+
+    total = len(raw)
+    kept_mask = np.ones(total, dtype=bool)
+    kept_mask[dropped] = False
+    share = len(dropped) / total
+    by_check = (
+        violations[violations["row"].isin(dropped)].groupby("check")["row"].nunique().to_dict()
+    )
+    if not kept_mask.any():
+        raise DataError(
+            snapshot_name,
+            f"no usable rows: all {total} rows were quarantined ({_counts(by_check)})",
+        )
+    if share > params.max_quarantine_share:
+        raise DataError(
+            snapshot_name,
+            f"quarantine share {share:.1%} is above clean.max_quarantine_share "
+            f"{params.max_quarantine_share:.1%}: {len(dropped)} of {total} rows ({_counts(by_check)})",
+        )
+
+    kept = values[kept_mask]
+    key_columns = list(params.key or schema.used)
+    absent = [column for column in key_columns if column not in kept]
+    if absent:
+        raise ParamsError("clean.split.key", f"column '{absent[0]}' is not a feature or the label")
+    keys = split.row_keys(kept[key_columns], params.split.salt)
+    assignment = split.assign(keys, params.split)
+
+    train_rows = kept[assignment == 0]
+    impute = preprocessing.impute_values(train_rows, schema)
+    imputed_cells = kept[list(schema.features)].isna().sum()
+    kept = kept.fillna(value=impute)
+    label_values = _label_values(kept[schema.label], schema)
+    lineage = raw.loc[kept_mask, [SOURCE_FILE, SOURCE_ROW]] if SOURCE_FILE in raw else None
+    out = pd.DataFrame({ROW_KEY: keys.view(np.int64)}, index=kept.index)
+    if lineage is not None:
+        out = out.join(lineage)
+    out = out.join(kept[list(schema.features)]).assign(**{schema.label: label_values})
+
+    splits = {
+        name: out[assignment == index].reset_index(drop=True)
+        for index, name in enumerate(split.SPLITS)
+    }
+    empty = [name for name, frame in splits.items() if frame.empty]
+    if empty:
+        raise DataError(
+            snapshot_name,
+            f"split '{empty[0]}' is empty: {len(out)} usable rows are too few for the fractions in clean.split",
+        )
+    constants = preprocessing.constants(
+        splits["train"], schema, impute, manifest.get("image_shape")
+    )
+    quarantine = _quarantine(raw, violations, dropped)
+    report = _report(
+        total=total,
+        splits=splits,
+        dropped=dropped,
+        violations=violations,
+        treated=treated,
+        imputed_cells=imputed_cells,
+        params=params,
+        schema=schema,
+        schema_name=schema_name,
+        inferred=inferred,
+        drift=drift,
+    )
+    return CleanResult(splits, quarantine, schema, inferred, constants, report)
+
+
+def _violations(
+    raw: pd.DataFrame, values: pd.DataFrame, schema: DataSchema, params: CleanParams
+) -> pd.DataFrame:
+    wrong = checks.type_violations(raw, schema)
+    found = checks.value_violations(
+        values, schema, duplicates=params.policies[checks.DUPLICATE] != KEEP
+    )
+    if not wrong.empty:
+        # A value of the wrong type is null once typed; it is one violation, not two.
+        cells = pd.MultiIndex.from_frame(wrong[["row", "column"]])
+        missing = found["check"] == checks.MISSING
+        also = pd.MultiIndex.from_frame(found[["row", "column"]]).isin(cells)
+        found = found[~(missing & also)]
+    table = pd.concat([wrong, found], ignore_index=True)
+    return table.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
+
+
+def _apply_policies(
+    violations: pd.DataFrame,
+    values: pd.DataFrame,
+    schema: DataSchema,
+    params: CleanParams,
+    raw: pd.DataFrame,
+    snapshot_name: str,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Fail, or mark rows to drop, or repair cells in ``values`` in place."""
+    dropped: list[np.ndarray] = []
+    treated: dict[str, int] = {}
+    for check in checks.CHECKS:
+        found = violations[violations["check"] == check]
+        if found.empty:
+            continue
+        policy = params.policies[check]
+        if policy == FAIL:
+            first = found.iloc[0]
+            rows = found["row"].nunique()
+            raise DataError(
+                snapshot_name,
+                f"{check.replace('_', ' ')}: expected {first['expected']}; found {first['found']} "
+                f"({rows} row{'s' if rows != 1 else ''} like this; clean.policies.{check} is 'fail')",
+                row=_where(raw, int(first["row"])),
+                column=None if first["column"] == checks.ALL_COLUMNS else str(first["column"]),
+            )
+        on_label = found["column"] == schema.label
+        # Labels are never invented: a bad label drops its row whatever the policy.
+        dropped.append(
+            found["row"].to_numpy() if policy == DROP else found.loc[on_label, "row"].to_numpy()
+        )
+        if policy in (IMPUTE, CLIP):
+            cells = found[~on_label]
+            for column, rows in cells.groupby("column")["row"]:
+                if policy == CLIP:
+                    spec = schema.columns[column]
+                    values.loc[rows.to_numpy(), column] = values.loc[rows.to_numpy(), column].clip(
+                        spec.minimum, spec.maximum
+                    )
+                else:
+                    values.loc[rows.to_numpy(), column] = np.nan
+            treated[f"{check}_{policy}"] = len(cells)
+    rows = np.unique(np.concatenate(dropped)) if dropped else np.array([], dtype=np.int64)
+    return rows.astype(np.int64), treated
+
+
+def _where(raw: pd.DataFrame, row: int) -> str:
+    if SOURCE_FILE in raw:
+        return f"row {raw.at[row, SOURCE_ROW]} of {raw.at[row, SOURCE_FILE]}"
+    return f"row {row + 1}"
+
+
+def _label_values(label: pd.Series, schema: DataSchema) -> pd.Series:
+    spec = schema.columns[schema.label]
+    if schema.task == "classification" and spec.kind == kinds.NUMBER:
+        allowed = spec.allowed or ()
+        if all(float(value).is_integer() for value in allowed):
+            return label.astype("int64")
+    return label
+
+
+def _quarantine(raw: pd.DataFrame, violations: pd.DataFrame, dropped: np.ndarray) -> pd.DataFrame:
+    reasons = violations[violations["row"].isin(dropped)]
+    text = (
+        reasons["check"]
+        + ": "
+        + reasons["column"].astype(str)
+        + " expected "
+        + reasons["expected"]
+        + ", found "
+        + reasons["found"]
+    )
+    joined = text.groupby(reasons["row"]).agg("; ".join)
+    quarantined = raw.loc[dropped].copy()
+    quarantined["_reason"] = joined.reindex(dropped).to_numpy()
+    return quarantined.reset_index(drop=True)
+
+
+def _counts(by_check: dict[str, int]) -> str:
+    return ", ".join(f"{check}: {count}" for check, count in sorted(by_check.items())) or "none"
+
+
+def _report(
+    *,
+    total: int,
+    splits: dict[str, pd.DataFrame],
+    dropped: np.ndarray,
+    violations: pd.DataFrame,
+    treated: dict[str, int],
+    imputed_cells: pd.Series,
+    params: CleanParams,
+    schema: DataSchema,
+    schema_name: str,
+    inferred: bool,
+    drift: Drift,
+) -> dict[str, Any]:
+    checks_report = {}
+    for check in checks.CHECKS:
+        found = violations[violations["check"] == check]
+        by_column = found.groupby("column")["row"].count()
+        checks_report[check] = {
+            "policy": params.policies[check],
+            "rows": int(found["row"].nunique()),
+            "cells": len(found),
+            "by_column": {str(c): int(n) for c, n in by_column.items()},
+        }
+    report: dict[str, Any] = {
+        "rows": {
+            "input": total,
+            "kept": total - len(dropped),
+            "quarantined": len(dropped),
+            **{name: len(frame) for name, frame in splits.items()},
+        },
+        "quarantine_share": round(len(dropped) / total, 6),
+        "checks": checks_report,
+        "repaired_cells": treated,
+        "imputed_cells": {
+            "total": int(imputed_cells.sum()),
+            "by_column": {str(c): int(n) for c, n in imputed_cells.items() if n},
+        },
+        "schema": {
+            "path": schema_name,
+            "inferred": inferred,
+            "features": len(schema.features),
+            "drift": {
+                "added": list(drift.added),
+                "removed": list(drift.removed),
+                "retyped": [{"column": c, "expected": e, "found": f} for c, e, f in drift.retyped],
+            },
+        },
+    }
+    if schema.task == "classification":
+        report["label_counts"] = {
+            name: {
+                str(k): int(v) for k, v in frame[schema.label].value_counts().sort_index().items()
+            }
+            for name, frame in splits.items()
+        }
+    return report

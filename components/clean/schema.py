@@ -1,0 +1,208 @@
+"""The data schema: inferred on the first run, then a file users edit and commit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from components import columns as kinds
+from components.errors import DataError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ColumnSchema:
+    """What one column may hold."""
+
+    kind: str
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    allowed: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """Types, ranges, nullability and label values of a data set's columns."""
+
+    dataset: str
+    task: str
+    label: str
+    features: tuple[str, ...]
+    columns: dict[str, ColumnSchema] = field(default_factory=dict)
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """Feature columns, then the label."""
+        return (*self.features, self.label)
+
+    def without(self, dropped: set[str]) -> DataSchema:
+        """The schema with some feature columns taken out (accepted drift)."""
+        return replace(
+            self,
+            features=tuple(c for c in self.features if c not in dropped),
+            columns={c: s for c, s in self.columns.items() if c not in dropped},
+        )
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the data's columns differ from the schema's."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    retyped: tuple[tuple[str, str, str], ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.retyped)
+
+    def describe(self) -> str:
+        """One line: every difference, expected versus found."""
+        parts = [f"column '{c}' added (not in the schema)" for c in self.added]
+        parts += [f"column '{c}' removed (expected by the schema)" for c in self.removed]
+        parts += [f"column '{c}' changed type: expected {e}, found {f}" for c, e, f in self.retyped]
+        return "; ".join(parts)
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    *,
+    dataset: str,
+    label: str,
+    task: str,
+    features: tuple[str, ...],
+    range_margin: float,
+) -> DataSchema:
+    """Infer a schema from data: kinds, observed ranges widened by ``range_margin``, label values."""
+    columns: dict[str, ColumnSchema] = {}
+    for name in (*features, label):
+        series = frame[name]
+        kind = kinds.kind_of(series)
+        nullable = bool(series.isna().any()) and name != label
+        if kind == kinds.STRING:
+            allowed = None
+            if name == label:
+                allowed = tuple(sorted(kinds.as_text(series).dropna().unique().tolist()))
+            columns[name] = ColumnSchema(kinds.STRING, nullable, allowed=allowed)
+            continue
+        values = kinds.as_number(series).dropna()
+        if name == label and task == "classification":
+            classes = sorted({_plain(v) for v in values.unique().tolist()})
+            columns[name] = ColumnSchema(kinds.NUMBER, False, allowed=tuple(classes))
+            continue
+        low, high = (float(values.min()), float(values.max())) if len(values) else (None, None)
+        if low is not None and high is not None:
+            span = (high - low) * range_margin
+            low, high = _plain(low - span), _plain(high + span)
+        columns[name] = ColumnSchema(kinds.NUMBER, nullable, minimum=low, maximum=high)
+    return DataSchema(dataset, task, label, tuple(features), columns)
+
+
+def _plain(value: float) -> int | float:
+    # Integral values are written as integers so the YAML reads as the data does.
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def find_drift(schema: DataSchema, frame: pd.DataFrame, features: tuple[str, ...]) -> Drift:
+    """Columns the data adds, removes or holds with another kind than the schema says."""
+    present = [c for c in frame.columns if not kinds.is_metadata(c)]
+    added = tuple(c for c in features if c not in schema.columns)
+    removed = tuple(c for c in schema.columns if c not in present)
+    retyped = tuple(
+        (c, spec.kind, found)
+        for c, spec in schema.columns.items()
+        if c in present and (found := kinds.kind_of(frame[c])) != spec.kind
+    )
+    return Drift(added, removed, retyped)
+
+
+def dump_schema(schema: DataSchema, inferred_from: str) -> str:
+    """YAML text of the schema, with a header saying where it came from and that it may be edited."""
+    columns: dict[str, Any] = {}
+    for name, spec in schema.columns.items():
+        entry: dict[str, Any] = {"type": spec.kind, "nullable": spec.nullable}
+        if spec.minimum is not None:
+            entry["min"] = spec.minimum
+        if spec.maximum is not None:
+            entry["max"] = spec.maximum
+        if spec.allowed is not None:
+            entry["allowed"] = list(spec.allowed)
+        columns[name] = entry
+    body = {
+        "version": SCHEMA_VERSION,
+        "dataset": schema.dataset,
+        "task": schema.task,
+        "label": schema.label,
+        "features": list(schema.features),
+        "columns": columns,
+    }
+    header = (
+        f"# bakeoff data schema, inferred from {inferred_from}.\n"
+        "# The clean stage validates every run against it. Edit it (ranges, nullable,\n"
+        "# allowed label values) and commit it; delete it to infer it again.\n"
+    )
+    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=100)
+
+
+def load_schema(path: Path) -> DataSchema:
+    """Read a schema file; a malformed one fails naming the file and the key."""
+    shown = path.as_posix()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise DataError(shown, f"not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise DataError(shown, "expected a mapping with 'label', 'features' and 'columns'")
+    for key, expected in (("label", str), ("task", str), ("features", list), ("columns", dict)):
+        if not isinstance(raw.get(key), expected):
+            raise DataError(
+                shown, f"key '{key}': expected a {expected.__name__}; found {raw.get(key)!r}"
+            )
+    if raw["task"] not in ("classification", "regression"):
+        raise DataError(
+            shown, f"key 'task': expected classification or regression; found {raw['task']!r}"
+        )
+    columns = {str(name): _column(shown, str(name), spec) for name, spec in raw["columns"].items()}
+    for name in (*raw["features"], raw["label"]):
+        if name not in columns:
+            raise DataError(
+                shown, "listed in 'features' or 'label' but has no entry in 'columns'", column=name
+            )
+    return DataSchema(
+        dataset=str(raw.get("dataset", "")),
+        task=raw["task"],
+        label=raw["label"],
+        features=tuple(raw["features"]),
+        columns=columns,
+    )
+
+
+def _column(shown: str, name: str, spec: Any) -> ColumnSchema:
+    if not isinstance(spec, dict) or spec.get("type") not in (kinds.NUMBER, kinds.STRING):
+        raise DataError(
+            shown, f"expected 'type: number' or 'type: string'; found {spec!r}", column=name
+        )
+    bounds: list[float | None] = []
+    for key in ("min", "max"):
+        value = spec.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+        ):
+            raise DataError(shown, f"'{key}': expected a number; found {value!r}", column=name)
+        bounds.append(value)
+    allowed = spec.get("allowed")
+    if allowed is not None and not isinstance(allowed, list):
+        raise DataError(shown, f"'allowed': expected a list; found {allowed!r}", column=name)
+    return ColumnSchema(
+        kind=spec["type"],
+        nullable=bool(spec.get("nullable", False)),
+        minimum=bounds[0],
+        maximum=bounds[1],
+        allowed=tuple(allowed) if allowed is not None else None,
+    )
