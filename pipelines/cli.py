@@ -1,0 +1,49 @@
+"""The ``bakeoff`` command: one subcommand per stage, plus ``run`` and ``ui``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from components.errors import BakeoffError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from components.clean import cli as clean_cli
+    from components.ingest import cli as ingest_cli
+    from pipelines import runner, ui
+
+    parser = argparse.ArgumentParser(
+        prog="bakeoff",
+        description="A TFX/Keras model and a PyTorch Lightning model compete on the same data.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module, summary in (
+        ("ingest", ingest_cli, "read the data source into data/raw (DVC stage 'ingest')"),
+        ("clean", clean_cli, "validate, quarantine, split, compute constants (DVC stage 'clean')"),
+        ("run", runner, "run the whole pipeline (dvc repro) from this repository"),
+        ("ui", ui, "open the MLflow UI on 127.0.0.1 over the project's store"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bakeoff`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except BakeoffError as err:
+        print(f"bakeoff {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"bakeoff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny in-memory tables and a throwaway copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tiny_frame(rows: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Two numeric features, one categorical, a three-class label; no bad values."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x1": rng.uniform(0, 10, rows).round(3),
+            "x2": rng.normal(5, 2, rows).round(3),
+            "colour": rng.choice(["red", "green", "blue"], rows),
+            "label": rng.integers(0, 3, rows),
+        }
+    )
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    """A fresh tiny table per test."""
+    return tiny_frame()
+
+
+def stage_env() -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's scripts first, no DVC analytics."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``cwd`` and capture its output."""
+    result = subprocess.run(
+        command, cwd=cwd, env=stage_env(), capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of the repository's tracked and untracked-but-not-ignored files, as a new git repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    copy = tmp_path / "repo"
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            target = copy / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    run(["git", "init", "-q"], copy)
+    return copy

@@ -1,0 +1,366 @@
+"""Every row check and policy of the clean stage, and every dataset-level failure."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.clean.core import CleanParams, clean
+from components.clean.schema import infer_schema
+from components.errors import DataError, ParamsError
+from components.ingest.sources import SOURCE_FILE, SOURCE_ROW
+from tests.conftest import tiny_frame
+
+FEATURES = ("x1", "x2", "colour")
+
+
+def raw_of(frame: pd.DataFrame, file: str = "batch.csv") -> pd.DataFrame:
+    out = frame.copy()
+    out[SOURCE_FILE] = file
+    out[SOURCE_ROW] = np.arange(1, len(out) + 1)
+    return out
+
+
+def manifest_of(label: str = "label", task: str = "classification", features=FEATURES) -> dict:
+    return {"label": label, "task": task, "features": list(features), "source": {"name": "tiny"}}
+
+
+def params(**overrides) -> CleanParams:
+    raw = {"max_quarantine_share": 0.5, **overrides}
+    return CleanParams.from_section(raw)
+
+
+def schema_of(frame: pd.DataFrame, task: str = "classification"):
+    return infer_schema(
+        frame, dataset="tiny", label="label", task=task, features=FEATURES, range_margin=0.0
+    )
+
+
+def run_clean(frame: pd.DataFrame, schema=None, **overrides):
+    good = tiny_frame()
+    return clean(
+        raw_of(frame),
+        manifest_of(),
+        schema if schema is not None else schema_of(good),
+        params(**overrides),
+        snapshot_name="data/raw/snapshot.parquet",
+        schema_name="schemas/tiny.yaml",
+    )
+
+
+def test_clean_data_passes_untouched(frame):
+    result = run_clean(frame)
+    assert result.report["rows"]["quarantined"] == 0
+    total = sum(len(part) for part in result.splits.values())
+    assert total == len(frame)
+    assert set(result.splits) == {"train", "val", "test"}
+    joined = pd.concat(result.splits.values()).sort_values("_source_row")
+    np.testing.assert_allclose(joined["x1"].to_numpy(), frame["x1"].to_numpy())
+    assert joined["label"].dtype == np.int64
+
+
+# -- missing ---------------------------------------------------------------
+
+
+def test_missing_drop_quarantines_with_reason(frame):
+    frame.loc[4, "x1"] = np.nan
+    result = run_clean(frame, policies={"missing": "drop"})
+    assert result.report["checks"]["missing"]["rows"] == 1
+    assert len(result.quarantine) == 1
+    assert result.quarantine.loc[0, SOURCE_ROW] == 5
+    assert "missing: x1 expected a value" in result.quarantine.loc[0, "_reason"]
+
+
+def test_missing_impute_fills_with_train_median(frame):
+    frame.loc[4, "x1"] = np.nan
+    frame.loc[5, "colour"] = None
+    result = run_clean(frame, policies={"missing": "impute"})
+    assert result.report["rows"]["quarantined"] == 0
+    joined = pd.concat(result.splits.values())
+    row = joined[joined[SOURCE_ROW] == 5].iloc[0]
+    assert row["x1"] == pytest.approx(result.preprocessing["impute"]["x1"])
+    train = result.splits["train"]
+    assert result.preprocessing["impute"]["x1"] == pytest.approx(
+        train.loc[train[SOURCE_ROW] != 5, "x1"].median()
+    )
+    assert (
+        joined.loc[joined[SOURCE_ROW] == 6, "colour"].iloc[0]
+        == result.preprocessing["impute"]["colour"]
+    )
+    assert result.report["imputed_cells"]["total"] == 2
+
+
+def test_missing_fail_names_file_row_and_column(frame):
+    frame.loc[4, "x2"] = np.nan
+    with pytest.raises(DataError) as err:
+        run_clean(frame, policies={"missing": "fail"})
+    assert str(err.value) == (
+        "data/raw/snapshot.parquet: row 5 of batch.csv: column 'x2': missing: expected a value; "
+        "found nan (1 row like this; clean.policies.missing is 'fail')"
+    )
+
+
+def test_missing_label_is_never_imputed(frame):
+    frame["label"] = frame["label"].astype("float64")
+    frame.loc[2, "label"] = np.nan
+    result = run_clean(frame, policies={"missing": "impute"})
+    assert result.report["rows"]["quarantined"] == 1
+    assert "missing: label" in result.quarantine.loc[0, "_reason"]
+
+
+# -- wrong type ------------------------------------------------------------
+
+
+def with_text(frame: pd.DataFrame, row: int, column: str, value: str) -> pd.DataFrame:
+    frame[column] = frame[column].astype(object)
+    frame.loc[row, column] = value
+    return frame
+
+
+def test_wrong_type_drop(frame):
+    result = run_clean(with_text(frame, 7, "x1", "seven"), policies={"wrong_type": "drop"})
+    assert result.report["checks"]["wrong_type"]["rows"] == 1
+    assert result.report["checks"]["missing"]["rows"] == 0
+    assert "wrong_type: x1 expected a number, found 'seven'" in result.quarantine.loc[0, "_reason"]
+
+
+def test_wrong_type_impute(frame):
+    result = run_clean(with_text(frame, 7, "x1", "seven"), policies={"wrong_type": "impute"})
+    assert result.report["rows"]["quarantined"] == 0
+    joined = pd.concat(result.splits.values())
+    assert joined.loc[joined[SOURCE_ROW] == 8, "x1"].iloc[0] == pytest.approx(
+        result.preprocessing["impute"]["x1"]
+    )
+
+
+def test_wrong_type_fail(frame):
+    with pytest.raises(
+        DataError,
+        match=r"row 8 of batch.csv: column 'x1': wrong type: expected a number; found 'seven'",
+    ):
+        run_clean(with_text(frame, 7, "x1", "seven"), policies={"wrong_type": "fail"})
+
+
+def test_numbers_written_as_text_are_not_wrong(frame):
+    frame["x1"] = frame["x1"].map(str)
+    result = run_clean(frame)
+    assert result.report["checks"]["wrong_type"]["rows"] == 0
+
+
+# -- out of range ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "quarantined", "value"),
+    [("drop", 1, None), ("clip", 0, "max"), ("impute", 0, "median")],
+)
+def test_out_of_range_policies(frame, policy, quarantined, value):
+    schema = schema_of(frame)
+    frame.loc[3, "x1"] = 1000.0
+    result = run_clean(frame, schema, policies={"out_of_range": policy})
+    assert result.report["rows"]["quarantined"] == quarantined
+    assert result.report["checks"]["out_of_range"]["by_column"] == {"x1": 1}
+    joined = pd.concat(result.splits.values())
+    fixed = joined.loc[joined[SOURCE_ROW] == 4, "x1"]
+    if value == "max":
+        assert fixed.iloc[0] == schema.columns["x1"].maximum
+    elif value == "median":
+        assert fixed.iloc[0] == pytest.approx(result.preprocessing["impute"]["x1"])
+    else:
+        assert fixed.empty
+
+
+def test_out_of_range_fail_says_expected_and_found(frame):
+    schema = schema_of(frame)
+    frame.loc[3, "x1"] = -5.0
+    with pytest.raises(DataError) as err:
+        run_clean(frame, schema, policies={"out_of_range": "fail"})
+    message = str(err.value)
+    assert "row 4 of batch.csv: column 'x1': out of range" in message
+    assert (
+        f"expected a value from {schema.columns['x1'].minimum} to {schema.columns['x1'].maximum}"
+        in message
+    )
+    assert "found -5.0" in message
+
+
+# -- unknown label ---------------------------------------------------------
+
+
+def test_unknown_label_drop(frame):
+    frame.loc[9, "label"] = 7
+    result = run_clean(frame)
+    assert result.report["checks"]["unknown_label"]["rows"] == 1
+    assert (
+        "unknown_label: label expected one of [0, 1, 2], found 7"
+        in result.quarantine.loc[0, "_reason"]
+    )
+
+
+def test_unknown_label_fail(frame):
+    frame.loc[9, "label"] = 7
+    with pytest.raises(
+        DataError,
+        match=r"row 10 of batch.csv: column 'label': unknown label: expected one of \[0, 1, 2\]; found 7",
+    ):
+        run_clean(frame, policies={"unknown_label": "fail"})
+
+
+# -- duplicates ------------------------------------------------------------
+
+
+def test_duplicate_drop_keeps_the_first(frame):
+    frame.loc[11] = frame.loc[10]
+    result = run_clean(frame)
+    assert result.report["checks"]["duplicate"]["rows"] == 1
+    assert result.quarantine.loc[0, SOURCE_ROW] == 12
+
+
+def test_duplicate_keep(frame):
+    frame.loc[11] = frame.loc[10]
+    result = run_clean(frame, policies={"duplicate": "keep"})
+    assert result.report["rows"]["quarantined"] == 0
+    joined = pd.concat(result.splits.values())
+    # Equal rows hash to the same split, so a repeat never leaks across splits.
+    assert joined.loc[joined[SOURCE_ROW].isin([11, 12]), "_row_key"].nunique() == 1
+
+
+def test_duplicate_fail(frame):
+    frame.loc[11] = frame.loc[10]
+    with pytest.raises(
+        DataError, match=r"row 12 of batch.csv: duplicate: expected a row not seen before"
+    ):
+        run_clean(frame, policies={"duplicate": "fail"})
+
+
+# -- dataset-level failures ------------------------------------------------
+
+
+def test_empty_snapshot_fails(frame):
+    with pytest.raises(DataError, match="empty snapshot: expected rows; found 0"):
+        run_clean(frame.iloc[:0])
+
+
+def test_missing_label_column_fails(frame):
+    with pytest.raises(DataError, match="column 'label': missing label column"):
+        run_clean(frame.drop(columns="label"))
+
+
+def test_no_usable_rows_fails(frame):
+    frame["label"] = 9
+    with pytest.raises(
+        DataError, match=r"no usable rows: all 60 rows were quarantined \(unknown_label: 60\)"
+    ):
+        run_clean(frame, max_quarantine_share=1.0)
+
+
+def test_quarantine_share_above_threshold_fails(frame):
+    frame.loc[:9, "label"] = 9
+    with pytest.raises(
+        DataError,
+        match=r"quarantine share 16.7% is above clean.max_quarantine_share 10.0%: 10 of 60 rows",
+    ):
+        run_clean(frame, max_quarantine_share=0.1)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda f: f.assign(extra=1.0), "column 'extra' added (not in the schema)"),
+        (lambda f: f.drop(columns="x2"), "column 'x2' removed (expected by the schema)"),
+        (
+            lambda f: f.assign(x1=["a", "b", "c"] * 20),
+            "column 'x1' changed type: expected number, found string",
+        ),
+    ],
+)
+def test_schema_drift_fails_unless_allowed(frame, change, expected):
+    schema = schema_of(frame)
+    drifted = change(frame.copy())
+    features = [c for c in drifted.columns if c != "label"]
+    kwargs = {
+        "snapshot_name": "data/raw/snapshot.parquet",
+        "schema_name": "schemas/tiny.yaml",
+    }
+    with pytest.raises(DataError) as err:
+        clean(raw_of(drifted), manifest_of(features=features), schema, params(), **kwargs)
+    assert "schema drift against schemas/tiny.yaml" in str(err.value)
+    assert expected in str(err.value)
+    if "changed type" in expected:
+        return  # accepted drift of a type still validates each row against the schema
+    accepted = clean(
+        raw_of(drifted),
+        manifest_of(features=features),
+        schema,
+        params(allow_schema_drift=True),
+        **kwargs,
+    )
+    assert "extra" not in accepted.splits["train"]
+    assert accepted.report["schema"]["drift"]["added" if "added" in expected else "removed"]
+
+
+def test_schema_label_disagreeing_with_manifest_fails(frame):
+    schema = dataclasses.replace(schema_of(frame), label="x2")
+    with pytest.raises(
+        DataError,
+        match=r"schemas/tiny.yaml: label: expected 'label' \(the ingest manifest's\); found 'x2'",
+    ):
+        run_clean(frame, schema)
+
+
+def test_empty_split_fails():
+    with pytest.raises(
+        DataError, match=r"split '(train|val|test)' is empty: 2 usable rows are too few"
+    ):
+        run_clean(tiny_frame(rows=2))
+
+
+# -- params ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"policies": {"missing": "guess"}},
+            "clean.policies.missing: expected one of drop, impute, fail; found 'guess'",
+        ),
+        (
+            {"policies": {"unknown_label": "impute"}},
+            "clean.policies.unknown_label: expected one of drop, fail",
+        ),
+        ({"policies": {"typo": "drop"}}, "clean.policies.typo: unknown check"),
+        (
+            {"max_quarantine_share": 2},
+            "clean.max_quarantine_share: expected a number from 0 to 1; found 2",
+        ),
+        ({"split": {"val": 0}}, "clean.split: expected train, val and test fractions above 0"),
+        ({"allow_schema_drift": "yes"}, "clean.allow_schema_drift: expected true or false"),
+        ({"range_margin": -1}, "clean.range_margin: expected a number >= 0"),
+    ],
+)
+def test_bad_params_name_the_key(raw, message):
+    with pytest.raises(ParamsError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        CleanParams.from_section(raw)
+
+
+def test_regression_label_range_is_checked():
+    frame = tiny_frame()
+    frame["label"] = frame["x1"] * 3.5
+    schema = schema_of(frame, task="regression")
+    frame.loc[0, "label"] = 1e6
+    result = clean(
+        raw_of(frame),
+        manifest_of(task="regression"),
+        schema,
+        params(policies={"out_of_range": "clip"}),
+        snapshot_name="s",
+        schema_name="t",
+    )
+    # The label is never clipped or imputed: its row is dropped.
+    assert result.report["rows"]["quarantined"] == 1
+    assert result.preprocessing["label"]["kind"] == "number"
+    assert "mean" in result.preprocessing["label"]

@@ -1,0 +1,207 @@
+"""Reading sources, harmonising batches, inferring label and task, and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.errors import DataError, ParamsError
+from components.ingest import sources
+from components.ingest.core import IngestParams, combine, infer_label, infer_task, ingest, manifest
+from tests.conftest import tiny_frame
+
+
+def params_for(**raw) -> IngestParams:
+    return IngestParams.from_section(raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "task", "shape"),
+    [
+        ("digits", 1797, "classification", (8, 8)),
+        ("wine", 178, "classification", None),
+        ("breast_cancer", 569, "classification", None),
+        ("iris", 150, "classification", None),
+        ("diabetes", 442, "regression", None),
+    ],
+)
+def test_builtin_sets_load_offline(name, rows, task, shape):
+    snapshot = ingest(params_for(source="builtin", builtin=name))
+    assert len(snapshot.frame) == rows
+    assert snapshot.label == "target"
+    assert snapshot.task == task
+    assert snapshot.image_shape == shape
+    assert all(column.isidentifier() for column in snapshot.frame.columns)
+    assert snapshot.files[0].path == f"sklearn:{name}"
+    assert len(snapshot.files[0].sha256) == 64
+
+
+def test_csv_file_source(tmp_path):
+    path = tmp_path / "table.csv"
+    tiny_frame().to_csv(path, index=False)
+    snapshot = ingest(params_for(source="file", path=str(path)), shown_root=tmp_path)
+    assert snapshot.label == "label"
+    assert snapshot.task == "classification"
+    assert snapshot.features == ("x1", "x2", "colour")
+    assert snapshot.files[0].path == "table.csv"
+    assert snapshot.frame[sources.SOURCE_ROW].tolist()[:3] == [1, 2, 3]
+
+
+def test_landing_folder_reads_every_batch_in_name_order(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    frame = tiny_frame()
+    frame.iloc[:30].to_parquet(landing / "b.parquet", index=False)
+    frame.iloc[30:].to_csv(landing / "a.csv", index=False)
+    (landing / "README.md").write_text("not data")
+    (landing / ".hidden.csv").write_text("x\n1\n")
+    snapshot = ingest(params_for(source="landing", path=str(landing)), shown_root=tmp_path)
+    assert [f.path for f in snapshot.files] == ["landing/a.csv", "landing/b.parquet"]
+    assert len(snapshot.frame) == 60
+    assert snapshot.frame[sources.SOURCE_FILE].iloc[0] == "landing/a.csv"
+
+
+def test_declared_label_task_features_and_ignore(tmp_path):
+    path = tmp_path / "t.csv"
+    tiny_frame().assign(id=range(60)).to_csv(path, index=False)
+    snapshot = ingest(
+        params_for(source="file", path=str(path), label="x2", task="regression", ignore=["id"])
+    )
+    assert snapshot.label == "x2"
+    assert snapshot.task == "regression"
+    assert snapshot.features == ("x1", "colour", "label")
+
+
+def test_combine_makes_disagreeing_columns_text():
+    numbers = tiny_frame(4).assign(**{sources.SOURCE_FILE: "a", sources.SOURCE_ROW: 1})
+    texts = numbers.assign(x1=["1.5", "oops", None, "2"])
+    ints = numbers.assign(x2=[1, 2, 3, 4])
+    combined = combine(
+        [sources.Batch(None, numbers), sources.Batch(None, texts), sources.Batch(None, ints)]
+    )
+    assert combined["x1"].dropna().map(type).eq(str).all()
+    assert combined["x1"].iloc[4:8].tolist() == ["1.5", "oops", None, "2"]
+    assert combined["x2"].dtype == np.float64
+    assert list(combined.columns)[-2:] == [sources.SOURCE_FILE, sources.SOURCE_ROW]
+
+
+@pytest.mark.parametrize(
+    ("columns", "label"),
+    [(["a", "Target", "b"], "Target"), (["a", "class"], "class"), (["a", "b", "z"], "z")],
+)
+def test_infer_label(columns, label):
+    assert infer_label(columns) == label
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        (["a", "b"], "classification"),
+        ([0, 1, 1, 0], "classification"),
+        ([0.5, 1.2, 3.3], "regression"),
+        (list(range(100)), "regression"),
+        ([True, False], "classification"),
+    ],
+)
+def test_infer_task(values, task):
+    assert infer_task(pd.Series(values)) == task
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope.csv: file not found"):
+        ingest(params_for(source="file", path=str(tmp_path / "nope.csv")), shown_root=tmp_path)
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(DataError, match=r"t.xlsx: expected a .csv or .parquet file; found '.xlsx'"):
+        ingest(params_for(source="file", path=str(tmp_path / "t.xlsx")), shown_root=tmp_path)
+
+
+def test_empty_csv(tmp_path):
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(
+        DataError, match=r"^e.csv: empty file: expected a header and rows; found nothing$"
+    ):
+        ingest(params_for(source="file", path=str(tmp_path / "e.csv")), shown_root=tmp_path)
+
+
+def test_header_only_csv(tmp_path):
+    (tmp_path / "h.csv").write_text("a,b,label\n")
+    with pytest.raises(DataError, match=r"^h.csv: empty table: expected rows; found 0 rows$"):
+        ingest(params_for(source="file", path=str(tmp_path / "h.csv")), shown_root=tmp_path)
+
+
+def test_unreadable_parquet(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"^bad.parquet: unreadable: "):
+        ingest(params_for(source="file", path=str(tmp_path / "bad.parquet")), shown_root=tmp_path)
+
+
+def test_ragged_csv(tmp_path):
+    (tmp_path / "r.csv").write_text("a,b\n1,2\n1,2,3,4\n")
+    with pytest.raises(DataError, match=r"^r.csv: unreadable: Error tokenizing data"):
+        ingest(params_for(source="file", path=str(tmp_path / "r.csv")), shown_root=tmp_path)
+
+
+def test_empty_landing_folder(tmp_path):
+    (tmp_path / "landing").mkdir()
+    with pytest.raises(
+        DataError,
+        match=r"^landing: empty landing folder: expected .csv or .parquet files; found none$",
+    ):
+        ingest(params_for(source="landing", path=str(tmp_path / "landing")), shown_root=tmp_path)
+
+
+def test_declared_label_missing(tmp_path):
+    tiny_frame().to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(
+        DataError, match=r"t.csv: missing label column: expected 'price'; found columns"
+    ):
+        ingest(
+            params_for(source="file", path=str(tmp_path / "t.csv"), label="price"),
+            shown_root=tmp_path,
+        )
+
+
+def test_reserved_column_names(tmp_path):
+    tiny_frame().assign(_source_row=1).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(
+        DataError,
+        match=r"t.csv: column '_source_row': column names starting with '_source_' are reserved",
+    ):
+        ingest(params_for(source="file", path=str(tmp_path / "t.csv")), shown_root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"source": "s3"}, "ingest.source: expected one of builtin, file, landing; found 's3'"),
+        ({"builtin": "mnist"}, "ingest.builtin: expected one of digits, wine"),
+        ({"source": "file"}, "ingest.path: expected a path for source 'file'; found None"),
+        ({"image_shape": [8]}, r"ingest.image_shape: expected \[height, width\] or null"),
+        ({"task": "ranking"}, "ingest.task: expected one of classification, regression, auto"),
+        ({"image_shape": [3, 3]}, "ingest.image_shape: 3x3 does not match the 64 features"),
+    ],
+)
+def test_bad_params_name_the_key(raw, message):
+    with pytest.raises(ParamsError, match=message):
+        ingest(IngestParams.from_section(raw))
+
+
+def test_manifest_records_what_was_read():
+    snapshot = ingest(params_for(source="builtin", builtin="wine"))
+    written = manifest(snapshot, "data/raw/snapshot.parquet", "abc", "2026-01-01T00:00:00+00:00")
+    assert written["rows"] == 178
+    assert written["columns"] == 14
+    assert written["label"] == "target"
+    assert written["source"] == {"kind": "builtin", "name": "wine"}
+    assert written["files"][0]["rows"] == 178
+    assert "target" in written["column_types"]
+    assert Path(written["snapshot"]["path"]).name == "snapshot.parquet"
