@@ -12,6 +12,7 @@ STRING = "string"
 # A text column is numeric when at least this share of its non-null values parse
 # as numbers; the rest are rows of the wrong type, not a categorical column.
 NUMERIC_SHARE = 0.9
+KIND_SAMPLE = 10_000
 
 
 def is_metadata(column: str) -> bool:
@@ -28,6 +29,9 @@ def kind_of(series: pd.Series) -> str:
         return NUMBER
     if values.empty:
         return NUMBER
+    # The share is estimated on an evenly spaced sample: deciding a column's kind
+    # does not need a million parses.
+    values = values.iloc[:: max(1, len(values) // KIND_SAMPLE)]
     parsed = pd.to_numeric(values.astype(str), errors="coerce")
     return NUMBER if parsed.notna().mean() >= NUMERIC_SHARE else STRING
 

@@ -112,7 +112,8 @@ def clean(
             "missing label column: expected it in the snapshot; found none",
             column=label,
         )
-    raw = raw.reset_index(drop=True)
+    if not raw.index.equals(pd.RangeIndex(len(raw))):
+        raw = raw.reset_index(drop=True)
 
     drift = Drift((), (), ())
     inferred = schema is None
@@ -141,7 +142,18 @@ def clean(
         schema = schema.without(set(drift.removed))
 
     values = checks.typed(raw, schema)
-    violations = _violations(raw, values, schema, params)
+    key_columns = list(params.key or values.columns)
+    absent = [column for column in key_columns if column not in values]
+    if absent:
+        raise ParamsError("clean.split.key", f"column '{absent[0]}' is not a feature or the label")
+    # One hash of each typed row serves the duplicate check and, by default, the split.
+    content_hash = split.row_keys(values, params.split.salt)
+    keys = (
+        content_hash
+        if params.key is None
+        else split.row_keys(values[key_columns], params.split.salt)
+    )
+    violations = _violations(raw, values, schema, params, content_hash)
     dropped, treated = _apply_policies(violations, values, schema, params, raw, snapshot_name)
 
     total = len(raw)
@@ -163,35 +175,37 @@ def clean(
             f"{params.max_quarantine_share:.1%}: {len(dropped)} of {total} rows ({_counts(by_check)})",
         )
 
-    kept = values[kept_mask]
-    key_columns = list(params.key or schema.used)
-    absent = [column for column in key_columns if column not in kept]
-    if absent:
-        raise ParamsError("clean.split.key", f"column '{absent[0]}' is not a feature or the label")
-    keys = split.row_keys(kept[key_columns], params.split.salt)
-    assignment = split.assign(keys, params.split)
-
-    train_rows = kept[assignment == 0]
-    impute = preprocessing.impute_values(train_rows, schema)
-    imputed_cells = kept[list(schema.features)].isna().sum()
-    kept = kept.fillna(value=impute)
-    label_values = _label_values(kept[schema.label], schema)
-    lineage = raw.loc[kept_mask, [SOURCE_FILE, SOURCE_ROW]] if SOURCE_FILE in raw else None
-    out = pd.DataFrame({ROW_KEY: keys.view(np.int64)}, index=kept.index)
-    if lineage is not None:
-        out = out.join(lineage)
-    out = out.join(kept[list(schema.features)]).assign(**{schema.label: label_values})
-
-    splits = {
-        name: out[assignment == index].reset_index(drop=True)
-        for index, name in enumerate(split.SPLITS)
-    }
-    empty = [name for name, frame in splits.items() if frame.empty]
+    kept_rows = np.flatnonzero(kept_mask)
+    assignment = split.assign(keys[kept_rows], params.split)
+    rows_of = {name: kept_rows[assignment == index] for index, name in enumerate(split.SPLITS)}
+    empty = [name for name, rows in rows_of.items() if len(rows) == 0]
     if empty:
         raise DataError(
             snapshot_name,
-            f"split '{empty[0]}' is empty: {len(out)} usable rows are too few for the fractions in clean.split",
+            f"split '{empty[0]}' is empty: {len(kept_rows)} usable rows are too few for the fractions in clean.split",
         )
+    # Each split is taken from the typed frame once, by position: no intermediate copies
+    # of the whole table.
+    positions = [values.columns.get_loc(column) for column in schema.used]
+    splits = {}
+    for name, rows in rows_of.items():
+        part = values.iloc[rows, positions]
+        part.index = pd.RangeIndex(len(part))
+        splits[name] = part
+    impute = preprocessing.impute_values(splits["train"], schema)
+    imputed_cells = pd.Series(0, index=list(schema.features), dtype="int64")
+    for name, part in splits.items():
+        gaps = part.isna().sum()[list(schema.features)]
+        # In place, column by column inside the block: assigning whole columns would
+        # make pandas copy the 60-column block once per column.
+        part.fillna(value={column: impute[column] for column in gaps.index[gaps > 0]}, inplace=True)
+        imputed_cells += gaps
+        part[schema.label] = _label_values(part[schema.label], schema)
+        rows = rows_of[name]
+        part.insert(0, ROW_KEY, keys[rows].view(np.int64))
+        if SOURCE_FILE in raw:
+            part.insert(1, SOURCE_FILE, raw[SOURCE_FILE].to_numpy()[rows])
+            part.insert(2, SOURCE_ROW, raw[SOURCE_ROW].to_numpy()[rows])
     constants = preprocessing.constants(
         splits["train"], schema, impute, manifest.get("image_shape")
     )
@@ -213,12 +227,15 @@ def clean(
 
 
 def _violations(
-    raw: pd.DataFrame, values: pd.DataFrame, schema: DataSchema, params: CleanParams
+    raw: pd.DataFrame,
+    values: pd.DataFrame,
+    schema: DataSchema,
+    params: CleanParams,
+    content_hash: np.ndarray,
 ) -> pd.DataFrame:
     wrong = checks.type_violations(raw, schema)
-    found = checks.value_violations(
-        values, schema, duplicates=params.policies[checks.DUPLICATE] != KEEP
-    )
+    duplicates = params.policies[checks.DUPLICATE] != KEEP
+    found = checks.value_violations(values, schema, content_hash if duplicates else None)
     if not wrong.empty:
         # A value of the wrong type is null once typed; it is one violation, not two.
         cells = pd.MultiIndex.from_frame(wrong[["row", "column"]])
