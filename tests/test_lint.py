@@ -1,4 +1,4 @@
-"""Lint is part of the tests: ruff's checks and its formatting."""
+"""Lint is part of the tests: ruff's checks and formatting, and mypy's type check."""
 
 from __future__ import annotations
 
@@ -18,5 +18,12 @@ def test_ruff_check():
 def test_ruff_format():
     result = subprocess.run(
         [*RUFF, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy():
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -86,34 +86,35 @@ class Snapshot:
     image_shape: tuple[int, int] | None
 
 
+def _shown(path: Path, root: Path | None) -> str:
+    """``path`` as messages and the manifest show it: relative to ``root`` where possible."""
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
 def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
-    """Read the source named in ``params`` into one snapshot."""
-
-    def shown(path: Path) -> str:
-        if shown_root is not None:
-            try:
-                return path.resolve().relative_to(shown_root.resolve()).as_posix()
-            except ValueError:
-                pass
-        return path.as_posix()
-
+    """Read the source named in ``params`` into one snapshot; paths show relative to ``shown_root``."""
+    label: str | None = params.label
+    task: str | None = params.task
     image_shape = params.image_shape
     if params.source == "builtin":
         batches = [sources.read_builtin(params.builtin)]
         builtin = sources.BUILTINS[params.builtin]
-        label = params.label or sources.BUILTIN_LABEL
-        task = params.task or builtin.task
+        label = label or sources.BUILTIN_LABEL
+        task = task or builtin.task
         image_shape = image_shape or builtin.image_shape
         source = {"kind": "builtin", "name": params.builtin}
     else:
         if params.source == "file":
             paths = [params.path]
         else:
-            paths = sources.landing_files(params.path, shown(params.path))
-        batches = [sources.read_table(path, shown(path)) for path in paths]
-        label = params.label
-        task = params.task
-        source = {"kind": params.source, "path": shown(params.path)}
+            paths = sources.landing_files(params.path, _shown(params.path, shown_root))
+        batches = [sources.read_table(path, _shown(path, shown_root)) for path in paths]
+        source = {"kind": params.source, "path": _shown(params.path, shown_root)}
 
     frame = combine(batches)
     where = batches[0].record.path if len(batches) == 1 else source.get("path", "")
