@@ -204,7 +204,7 @@ def clean(
         rows = rows_of[name]
         part.insert(0, ROW_KEY, keys[rows].view(np.int64))
         if SOURCE_FILE in raw:
-            part.insert(1, SOURCE_FILE, raw[SOURCE_FILE].to_numpy()[rows])
+            part.insert(1, SOURCE_FILE, raw[SOURCE_FILE].array.take(rows))
             part.insert(2, SOURCE_ROW, raw[SOURCE_ROW].to_numpy()[rows])
     constants = preprocessing.constants(
         splits["train"], schema, impute, manifest.get("image_shape")

@@ -171,7 +171,9 @@ def combine(batches: list[sources.Batch]) -> pd.DataFrame:
         ]
     lineage = [sources.SOURCE_FILE, sources.SOURCE_ROW]
     ordered = [column for column in columns if column not in lineage] + lineage
-    return pd.concat(frames, ignore_index=True)[ordered]
+    combined = pd.concat(frames, ignore_index=True)[ordered]
+    combined[sources.SOURCE_FILE] = combined[sources.SOURCE_FILE].astype("category")
+    return combined
 
 
 def _batch_kind(series: pd.Series) -> str:

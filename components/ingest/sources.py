@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -152,7 +153,8 @@ def landing_files(folder: Path, shown_as: str) -> list[Path]:
 
 def _with_lineage(frame: pd.DataFrame, shown_as: str) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
-    frame[SOURCE_FILE] = shown_as
+    # Categorical: one string per batch, not per row, in memory and in the Parquet file.
+    frame[SOURCE_FILE] = pd.Categorical.from_codes(np.zeros(len(frame), dtype=np.int8), [shown_as])
     # 1-based data rows, as a person counts them in a spreadsheet below the header.
     frame[SOURCE_ROW] = pd.RangeIndex(1, len(frame) + 1, dtype="int64")
     return frame
