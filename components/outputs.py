@@ -41,7 +41,11 @@ class StagedOutputs:
 
     def write_json(self, target: str | Path, payload: Any) -> None:
         """Stage a JSON document, formatted stably so equal content gives equal bytes."""
-        text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        # allow_nan=False: NaN and Infinity are not JSON; writing them would be a bug.
+        text = (
+            json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            + "\n"
+        )
         self.write_text(target, text)
 
     def write_text(self, target: str | Path, text: str) -> None:

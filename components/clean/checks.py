@@ -23,6 +23,7 @@ DUPLICATE = "duplicate"
 CHECKS = (WRONG_TYPE, MISSING, OUT_OF_RANGE, UNKNOWN_LABEL, DUPLICATE)
 ALL_COLUMNS = "(all columns)"
 ROW_HASH = "_row_hash"
+FINITE = "finite"
 VIOLATION_COLUMNS = ["row", "column", "check", "found", "expected"]
 
 
@@ -70,15 +71,8 @@ def type_violations(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     )[VIOLATION_COLUMNS]
 
 
-def value_violations(
-    values: pd.DataFrame, schema: DataSchema, row_hash: np.ndarray | None
-) -> pd.DataFrame:
-    """Missing values, values out of range or domain, unknown labels and repeated rows.
-
-    Repeats are found by pandera's uniqueness check on ``row_hash``, one 64-bit
-    hash of each row, rather than on every column: the same verdict (a collision
-    is ~1e-8 likely among 10^6 rows) at a fraction of the cost. Pass None to skip it.
-    """
+def value_violations(values: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
+    """Missing values, values out of range or domain (or not finite), and unknown labels."""
     checker = pa.DataFrameSchema(
         {
             name: pa.Column(
@@ -89,13 +83,7 @@ def value_violations(
             for name, spec in schema.columns.items()
         }
     )
-    cases = [_failure_cases(checker, values)]
-    if row_hash is not None:
-        unique = pa.DataFrameSchema(
-            {ROW_HASH: pa.Column("uint64", unique=True, report_duplicates="exclude_first")}
-        )
-        cases.append(_failure_cases(unique, pd.DataFrame({ROW_HASH: row_hash}, index=values.index)))
-    cases = pd.concat(cases, ignore_index=True)
+    cases = _failure_cases(checker, values)
     cases = cases[cases["index"].notna()]
     if cases.empty:
         return _empty()
@@ -106,7 +94,8 @@ def value_violations(
             check == "not_nullable",
             check.str.startswith("in_range")
             | check.str.startswith("greater_than")
-            | check.str.startswith("less_than"),
+            | check.str.startswith("less_than")
+            | (check == FINITE),
             check.str.startswith("isin") & is_label,
             check.str.startswith("isin"),
             check == "field_uniqueness",
@@ -127,14 +116,37 @@ def value_violations(
             "expected": expected,
         }
     )
-    dupes = table["check"] == DUPLICATE
-    table.loc[dupes, "column"] = ALL_COLUMNS
-    table.loc[dupes, "found"] = "a repeat of an earlier row"
-    return table[VIOLATION_COLUMNS]
+    # An infinite value fails both its range and the finite check: one violation.
+    return table.drop_duplicates(["row", "column", "check"])[VIOLATION_COLUMNS]
+
+
+def duplicate_violations(row_hash: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+    """Rows (among ``rows``) that repeat an earlier one, the first occurrence kept.
+
+    pandera's uniqueness check runs on ``row_hash``, one 64-bit hash of each
+    row's values, rather than on every column: the same verdict (a collision is
+    ~1e-8 likely among 10^6 rows) at a fraction of the cost.
+    """
+    checker = pa.DataFrameSchema(
+        {ROW_HASH: pa.Column("uint64", unique=True, report_duplicates="exclude_first")}
+    )
+    cases = _failure_cases(checker, pd.DataFrame({ROW_HASH: row_hash[rows]}, index=rows))
+    repeated = cases.loc[cases["index"].notna(), "index"].astype("int64").to_numpy()
+    return pd.DataFrame(
+        {
+            "row": np.sort(repeated),
+            "column": ALL_COLUMNS,
+            "check": DUPLICATE,
+            "found": "a repeat of an earlier row",
+            "expected": "a row not seen before",
+        }
+    )[VIOLATION_COLUMNS]
 
 
 def _value_checks(spec: ColumnSchema) -> list[pa.Check]:
     checks = []
+    if spec.kind == kinds.NUMBER:
+        checks.append(pa.Check(np.isfinite, name=FINITE))
     if spec.minimum is not None and spec.maximum is not None:
         checks.append(pa.Check.in_range(spec.minimum, spec.maximum))
     elif spec.minimum is not None:
@@ -151,6 +163,8 @@ def _expected(spec: ColumnSchema | None, kind: str) -> str:
         return "a row not seen before"
     if kind == MISSING:
         return "a value"
+    if spec.minimum is None and spec.maximum is None and spec.allowed is None:
+        return "a finite number"
     if spec.allowed is not None:
         shown = ", ".join(map(str, spec.allowed[:12])) + (", ..." if len(spec.allowed) > 12 else "")
         return f"one of [{shown}]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +12,8 @@ import pandas as pd
 from components import columns as kinds
 from components.clean import checks, preprocessing, split
 from components.clean.schema import DataSchema, Drift, find_drift, infer_schema
+from components.columns import ROW_KEY, SOURCE_FILE, SOURCE_ROW
 from components.errors import DataError, ParamsError
-from components.ingest.sources import SOURCE_FILE, SOURCE_ROW
 from components.params import choice, fraction, names
 
 DROP, IMPUTE, CLIP, FAIL, KEEP = "drop", "impute", "clip", "fail", "keep"
@@ -23,7 +24,6 @@ POLICIES: dict[str, tuple[str, ...]] = {
     checks.UNKNOWN_LABEL: (DROP, FAIL),
     checks.DUPLICATE: (DROP, KEEP, FAIL),
 }
-ROW_KEY = "_row_key"
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class CleanParams:
     @classmethod
     def from_section(cls, raw: dict[str, Any]) -> CleanParams:
         """Check and unpack the raw ``clean`` mapping."""
-        given = raw.get("policies") or {}
+        given = _mapping(raw.get("policies"), "clean.policies")
         unknown = sorted(set(given) - set(POLICIES))
         if unknown:
             raise ParamsError(
@@ -51,7 +51,7 @@ class CleanParams:
             check: choice(given.get(check, DROP), f"clean.policies.{check}", allowed)
             for check, allowed in POLICIES.items()
         }
-        shares = raw.get("split") or {}
+        shares = _mapping(raw.get("split"), "clean.split")
         spec = split.SplitSpec(
             train=fraction(shares.get("train", 0.7), "clean.split.train"),
             val=fraction(shares.get("val", 0.15), "clean.split.val"),
@@ -61,7 +61,12 @@ class CleanParams:
         if min(spec.train, spec.val, spec.test) <= 0:
             raise ParamsError("clean.split", "expected train, val and test fractions above 0")
         margin = raw.get("range_margin", 0.0)
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        if (
+            isinstance(margin, bool)
+            or not isinstance(margin, (int, float))
+            or not math.isfinite(margin)
+            or margin < 0
+        ):
             raise ParamsError("clean.range_margin", f"expected a number >= 0; found {margin!r}")
         drift = raw.get("allow_schema_drift", False)
         if not isinstance(drift, bool):
@@ -78,6 +83,14 @@ class CleanParams:
             split=spec,
             key=names(shares.get("key", "auto"), "clean.split.key"),
         )
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParamsError(key, f"expected a mapping; found {value!r}")
+    return value
 
 
 @dataclass
@@ -120,11 +133,12 @@ def clean(
     if schema is None:
         schema = infer_schema(
             raw,
-            dataset=manifest.get("source", {}).get("name", ""),
+            dataset=str(manifest.get("dataset", "")),
             label=label,
             task=manifest["task"],
             features=features,
             range_margin=params.range_margin,
+            key=params.key,
         )
     else:
         if schema.label != label:
@@ -142,19 +156,34 @@ def clean(
         schema = schema.without(set(drift.removed))
 
     values = checks.typed(raw, schema)
-    key_columns = list(params.key or values.columns)
-    absent = [column for column in key_columns if column not in values]
+    key_columns = params.key or schema.split_key
+    absent = [column for column in key_columns if column not in raw]
     if absent:
-        raise ParamsError("clean.split.key", f"column '{absent[0]}' is not a feature or the label")
-    # One hash of each typed row serves the duplicate check and, by default, the split.
-    content_hash = split.row_keys(values, params.split.salt)
-    keys = (
-        content_hash
-        if params.key is None
-        else split.row_keys(values[key_columns], params.split.salt)
+        raise DataError(
+            snapshot_name,
+            f"split key column '{absent[0]}' is missing: without it every row's split would change "
+            "(set clean.split.key to columns that identify a row, or delete the schema to start over)",
+        )
+    # Key columns that are not features (ids) hash by their text; the rest by typed value.
+    keys = split.row_keys(
+        {c: values[c] if c in values else kinds.as_text(raw[c]) for c in key_columns},
+        params.split.salt,
     )
-    violations = _violations(raw, values, schema, params, content_hash)
+    content_hash = (
+        keys
+        if sorted(key_columns) == sorted(schema.used)
+        else split.row_keys({c: values[c] for c in schema.used}, params.split.salt)
+    )
+    violations = _violations(raw, values, schema)
     dropped, treated = _apply_policies(violations, values, schema, params, raw, snapshot_name)
+    if params.policies[checks.DUPLICATE] != KEEP:
+        # Repeats are looked for among the rows the other checks kept, so a good
+        # row is never lost as the repeat of one that was quarantined.
+        survivors = np.setdiff1d(np.arange(len(raw)), dropped)
+        repeats = checks.duplicate_violations(content_hash, survivors)
+        more, _ = _apply_policies(repeats, values, schema, params, raw, snapshot_name)
+        violations = pd.concat([violations, repeats], ignore_index=True)
+        dropped = np.union1d(dropped, more).astype(np.int64)
 
     total = len(raw)
     kept_mask = np.ones(total, dtype=bool)
@@ -226,16 +255,9 @@ def clean(
     return CleanResult(splits, quarantine, schema, inferred, constants, report)
 
 
-def _violations(
-    raw: pd.DataFrame,
-    values: pd.DataFrame,
-    schema: DataSchema,
-    params: CleanParams,
-    content_hash: np.ndarray,
-) -> pd.DataFrame:
+def _violations(raw: pd.DataFrame, values: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     wrong = checks.type_violations(raw, schema)
-    duplicates = params.policies[checks.DUPLICATE] != KEEP
-    found = checks.value_violations(values, schema, content_hash if duplicates else None)
+    found = checks.value_violations(values, schema)
     if not wrong.empty:
         # A value of the wrong type is null once typed; it is one violation, not two.
         cells = pd.MultiIndex.from_frame(wrong[["row", "column"]])
@@ -272,24 +294,36 @@ def _apply_policies(
                 row=_where(raw, int(first["row"])),
                 column=None if first["column"] == checks.ALL_COLUMNS else str(first["column"]),
             )
-        on_label = found["column"] == schema.label
         # Labels are never invented: a bad label drops its row whatever the policy.
+        # Clipping needs numeric bounds; a value outside a list of allowed ones
+        # cannot be clipped, so its row is dropped too.
+        unrepairable = found["column"] == schema.label
+        if policy == CLIP:
+            unrepairable |= ~found["column"].map(_clippable(schema)).fillna(False).astype(bool)
         dropped.append(
-            found["row"].to_numpy() if policy == DROP else found.loc[on_label, "row"].to_numpy()
+            found["row"].to_numpy() if policy == DROP else found.loc[unrepairable, "row"].to_numpy()
         )
         if policy in (IMPUTE, CLIP):
-            cells = found[~on_label]
+            cells = found[~unrepairable]
             for column, rows in cells.groupby("column")["row"]:
+                at = rows.to_numpy()
                 if policy == CLIP:
                     spec = schema.columns[column]
-                    values.loc[rows.to_numpy(), column] = values.loc[rows.to_numpy(), column].clip(
-                        spec.minimum, spec.maximum
-                    )
+                    values.loc[at, column] = values.loc[at, column].clip(spec.minimum, spec.maximum)
                 else:
-                    values.loc[rows.to_numpy(), column] = np.nan
+                    values.loc[at, column] = np.nan
             treated[f"{check}_{policy}"] = len(cells)
     rows = np.unique(np.concatenate(dropped)) if dropped else np.array([], dtype=np.int64)
     return rows.astype(np.int64), treated
+
+
+def _clippable(schema: DataSchema) -> dict[str, bool]:
+    return {
+        name: spec.kind == kinds.NUMBER
+        and spec.allowed is None
+        and (spec.minimum is not None or spec.maximum is not None)
+        for name, spec in schema.columns.items()
+    }
 
 
 def _where(raw: pd.DataFrame, row: int) -> str:

@@ -58,6 +58,7 @@ def constants(
         label["std"] = float(target.std(ddof=0))
     return {
         "version": PREPROCESSING_VERSION,
+        "dataset": schema.dataset,
         "task": schema.task,
         "features": list(schema.features),
         "numeric": numeric,

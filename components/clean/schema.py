@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -36,11 +37,19 @@ class DataSchema:
     label: str
     features: tuple[str, ...]
     columns: dict[str, ColumnSchema] = field(default_factory=dict)
+    # The columns whose values identify a row for the split. Recorded in the
+    # file so that later drift cannot silently change every row's split.
+    key: tuple[str, ...] = ()
 
     @property
     def used(self) -> tuple[str, ...]:
         """Feature columns, then the label."""
         return (*self.features, self.label)
+
+    @property
+    def split_key(self) -> tuple[str, ...]:
+        """The row-key columns, in name order (default: every feature and the label)."""
+        return tuple(sorted(self.key or self.used))
 
     def without(self, dropped: set[str]) -> DataSchema:
         """The schema with some feature columns taken out (accepted drift)."""
@@ -78,30 +87,38 @@ def infer_schema(
     task: str,
     features: tuple[str, ...],
     range_margin: float,
+    key: tuple[str, ...] | None = None,
 ) -> DataSchema:
-    """Infer a schema from data: kinds, observed ranges widened by ``range_margin``, label values."""
+    """Infer a schema: kinds, observed finite ranges widened by ``range_margin``, label values.
+
+    Every column is inferred as not nullable: gaps are then handled by the
+    ``missing`` policy, which the user chose, rather than waved through because
+    the first batch happened to have some. Edit ``nullable`` to accept them.
+    """
     columns: dict[str, ColumnSchema] = {}
     for name in (*features, label):
         series = frame[name]
         kind = kinds.kind_of(series)
-        nullable = bool(series.isna().any()) and name != label
         if kind == kinds.STRING:
             allowed = None
             if name == label:
                 allowed = tuple(sorted(kinds.as_text(series).dropna().unique().tolist()))
-            columns[name] = ColumnSchema(kinds.STRING, nullable, allowed=allowed)
+            columns[name] = ColumnSchema(kinds.STRING, allowed=allowed)
             continue
-        values = kinds.as_number(series).dropna()
+        values = kinds.as_number(series)
+        values = values[np.isfinite(values)]
         if name == label and task == "classification":
             classes = sorted({_plain(v) for v in values.unique().tolist()})
-            columns[name] = ColumnSchema(kinds.NUMBER, False, allowed=tuple(classes))
+            columns[name] = ColumnSchema(kinds.NUMBER, allowed=tuple(classes))
             continue
-        low, high = (float(values.min()), float(values.max())) if len(values) else (None, None)
-        if low is not None and high is not None:
-            span = (high - low) * range_margin
-            low, high = _plain(low - span), _plain(high + span)
-        columns[name] = ColumnSchema(kinds.NUMBER, nullable, minimum=low, maximum=high)
-    return DataSchema(dataset, task, label, tuple(features), columns)
+        low = high = None
+        if len(values):
+            span = (float(values.max()) - float(values.min())) * range_margin
+            low, high = _plain(float(values.min()) - span), _plain(float(values.max()) + span)
+        columns[name] = ColumnSchema(kinds.NUMBER, minimum=low, maximum=high)
+    return DataSchema(
+        dataset, task, label, tuple(features), columns, tuple(sorted(key or (*features, label)))
+    )
 
 
 def _plain(value: float) -> int | float:
@@ -141,11 +158,13 @@ def dump_schema(schema: DataSchema, inferred_from: str) -> str:
         "label": schema.label,
         "features": list(schema.features),
         "columns": columns,
+        "key": list(schema.split_key),
     }
     header = (
         f"# bakeoff data schema, inferred from {inferred_from}.\n"
         "# The clean stage validates every run against it. Edit it (ranges, nullable,\n"
-        "# allowed label values) and commit it; delete it to infer it again.\n"
+        "# allowed label values) and commit it; delete it to infer it again. 'key'\n"
+        "# names the columns that place a row in train/val/test: changing it moves rows.\n"
     )
     return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=100)
 
@@ -174,12 +193,23 @@ def load_schema(path: Path) -> DataSchema:
             raise DataError(
                 shown, "listed in 'features' or 'label' but has no entry in 'columns'", column=name
             )
+    repeated = sorted({n for n in raw["features"] if raw["features"].count(n) > 1})
+    if repeated or raw["label"] in raw["features"]:
+        raise DataError(
+            shown,
+            "'features': expected each column once and not the label",
+            column=(repeated or [raw["label"]])[0],
+        )
+    key_columns = raw.get("key") or []
+    if not isinstance(key_columns, list) or not all(isinstance(k, str) for k in key_columns):
+        raise DataError(shown, f"key 'key': expected a list of column names; found {key_columns!r}")
     return DataSchema(
         dataset=str(raw.get("dataset", "")),
         task=raw["task"],
         label=raw["label"],
         features=tuple(raw["features"]),
         columns=columns,
+        key=tuple(key_columns),
     )
 
 
@@ -188,20 +218,38 @@ def _column(shown: str, name: str, spec: Any) -> ColumnSchema:
         raise DataError(
             shown, f"expected 'type: number' or 'type: string'; found {spec!r}", column=name
         )
+    kind = spec["type"]
     bounds: list[float | None] = []
     for key in ("min", "max"):
         value = spec.get(key)
+        if value is not None and kind == kinds.STRING:
+            raise DataError(shown, f"'{key}' applies to number columns only", column=name)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
         ):
             raise DataError(shown, f"'{key}': expected a number; found {value!r}", column=name)
         bounds.append(value)
+    nullable = spec.get("nullable", False)
+    if not isinstance(nullable, bool):
+        raise DataError(
+            shown, f"'nullable': expected true or false; found {nullable!r}", column=name
+        )
     allowed = spec.get("allowed")
-    if allowed is not None and not isinstance(allowed, list):
-        raise DataError(shown, f"'allowed': expected a list; found {allowed!r}", column=name)
+    if allowed is not None:
+        number = kind == kinds.NUMBER
+        if not isinstance(allowed, list) or not all(
+            (isinstance(v, (int, float)) and not isinstance(v, bool))
+            if number
+            else isinstance(v, str)
+            for v in allowed
+        ):
+            expected = "numbers" if number else "strings"
+            raise DataError(
+                shown, f"'allowed': expected a list of {expected}; found {allowed!r}", column=name
+            )
     return ColumnSchema(
-        kind=spec["type"],
-        nullable=bool(spec.get("nullable", False)),
+        kind=kind,
+        nullable=nullable,
         minimum=bounds[0],
         maximum=bounds[1],
         allowed=tuple(allowed) if allowed is not None else None,

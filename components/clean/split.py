@@ -7,6 +7,7 @@ rows are present, so appending a batch never moves an existing row to another sp
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,10 +31,29 @@ class SplitSpec:
         return self.train / total, (self.train + self.val) / total
 
 
-def row_keys(values: pd.DataFrame, salt: str) -> np.ndarray:
-    """A 64-bit hash per row of ``values``, keyed by ``salt`` (pandas' SipHash)."""
+def row_keys(columns: Mapping[str, pd.Series], salt: str) -> np.ndarray:
+    """A 64-bit hash per row over ``columns`` taken in name order, keyed by ``salt``.
+
+    Each column is hashed with pandas' SipHash (``pd.util.hash_array``) and the
+    columns are combined as ``pd.util.hash_pandas_object`` combines a frame's,
+    without first gathering them into one frame (a copy of the whole table).
+    Name order makes the key independent of how the schema lists its columns.
+    """
     key = hashlib.sha256(salt.encode()).hexdigest()[:16]
-    return pd.util.hash_pandas_object(values, index=False, hash_key=key).to_numpy(dtype=np.uint64)
+    names = sorted(columns)
+    out = None
+    multiplier = np.uint64(1000003)
+    for position, name in enumerate(names):
+        hashed = pd.util.hash_array(np.asarray(columns[name].to_numpy()), hash_key=key)
+        if out is None:
+            out = np.zeros_like(hashed) + np.uint64(0x345678)
+        remaining = len(names) - position
+        out ^= hashed
+        out *= multiplier
+        multiplier += np.uint64(82520 + remaining + remaining)
+    if out is None:
+        raise ValueError("a row key needs at least one column")
+    return out + np.uint64(97531)
 
 
 def assign(keys: np.ndarray, spec: SplitSpec) -> np.ndarray:

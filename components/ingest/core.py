@@ -79,6 +79,7 @@ class Snapshot:
 
     frame: pd.DataFrame
     files: tuple[sources.FileRecord, ...]
+    dataset: str
     source: dict[str, str]
     label: str
     task: str
@@ -131,6 +132,11 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
     absent = [column for column in features if column not in columns]
     if absent:
         raise DataError(where, "declared in ingest.features but not in the data", column=absent[0])
+    if label in features:
+        raise ParamsError("ingest.features", f"the label '{label}' cannot also be a feature")
+    repeated = sorted({column for column in features if features.count(column) > 1})
+    if repeated:
+        raise ParamsError("ingest.features", f"'{repeated[0]}' is listed more than once")
     if image_shape and image_shape[0] * image_shape[1] != len(features):
         raise ParamsError(
             "ingest.image_shape",
@@ -138,6 +144,7 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
         )
     return Snapshot(
         frame=frame,
+        dataset=params.name,
         files=tuple(batch.record for batch in batches),
         source=source,
         label=label,
@@ -194,11 +201,16 @@ def infer_label(columns: list[str]) -> str:
 
 
 def infer_task(label: pd.Series) -> str:
-    """Classification for text labels or few integer values; regression otherwise."""
-    values = label.dropna()
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    """Classification for text labels or few integer values; regression otherwise.
+
+    A numeric label is judged by its parsed values, so a stray ``"?"`` in a
+    column of numbers does not turn a regression into a classification.
+    """
+    if columns_.kind_of(label) == columns_.STRING:
         return "classification"
-    integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    values = columns_.as_number(label).dropna()
+    values = values[np.isfinite(values)]
+    integral = bool(np.all(np.mod(values.to_numpy(), 1) == 0))
     if integral and values.nunique() <= MAX_INFERRED_CLASSES:
         return "classification"
     return "regression"
@@ -215,6 +227,7 @@ def manifest(
     data_columns = [column for column in frame.columns if not columns_.is_metadata(column)]
     return {
         "version": MANIFEST_VERSION,
+        "dataset": snapshot.dataset,
         "source": snapshot.source,
         "files": [
             {"path": f.path, "sha256": f.sha256, "rows": f.rows, "columns": f.columns}

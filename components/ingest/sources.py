@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from components import columns
 from components.errors import DataError
 
-SOURCE_FILE = "_source_file"
-SOURCE_ROW = "_source_row"
+SOURCE_FILE = columns.SOURCE_FILE
+SOURCE_ROW = columns.SOURCE_ROW
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -110,8 +113,12 @@ def read_table(path: Path, shown_as: str) -> Batch:
         raise DataError(shown_as, "file not found")
     try:
         if suffix == ".csv":
+            _check_header(path, shown_as)
             frame = pd.read_csv(path, skipinitialspace=True)
         else:
+            # Checked on the schema first: pyarrow aborts the process when it
+            # converts a table with repeated field names.
+            _check_names(list(pq.read_schema(path).names), shown_as)
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(shown_as, "empty file: expected a header and rows; found nothing") from None
@@ -121,16 +128,31 @@ def read_table(path: Path, shown_as: str) -> Batch:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise DataError(shown_as, f"empty table: expected rows; found {len(frame)} rows")
     frame.columns = [str(column) for column in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(shown_as, f"expected unique column names; found {duplicated[0]!r} twice")
-    reserved = [column for column in frame.columns if column.startswith("_source_")]
-    if reserved:
-        raise DataError(
-            shown_as, "column names starting with '_source_' are reserved", column=reserved[0]
-        )
+    _check_names(list(frame.columns), shown_as)
     record = FileRecord(shown_as, sha256_of(path), len(frame), frame.shape[1])
     return Batch(record, _with_lineage(frame, shown_as))
+
+
+def _check_header(path: Path, shown_as: str) -> None:
+    # pandas renames a repeated CSV header ("x", "x.1"); the file's own header tells.
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    _check_names([name.strip() for name in header], shown_as)
+
+
+def _check_names(names: list[str], shown_as: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(shown_as, f"expected unique column names; found {name!r} twice")
+        seen.add(name)
+    reserved = [name for name in names if name in columns.RESERVED]
+    if reserved:
+        raise DataError(
+            shown_as,
+            f"the column name is reserved for bakeoff's own columns ({', '.join(columns.RESERVED)})",
+            column=reserved[0],
+        )
 
 
 def landing_files(folder: Path, shown_as: str) -> list[Path]:

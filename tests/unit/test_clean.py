@@ -291,11 +291,12 @@ def test_schema_drift_fails_unless_allowed(frame, change, expected):
     assert expected in str(err.value)
     if "changed type" in expected:
         return  # accepted drift of a type still validates each row against the schema
+    # The default split key is every column; a removed column needs a key that stays.
     accepted = clean(
         raw_of(drifted),
         manifest_of(features=features),
         schema,
-        params(allow_schema_drift=True),
+        params(allow_schema_drift=True, split={"key": ["x1", "label"]}),
         **kwargs,
     )
     assert "extra" not in accepted.splits["train"]
@@ -340,6 +341,9 @@ def test_empty_split_fails():
         ({"split": {"val": 0}}, "clean.split: expected train, val and test fractions above 0"),
         ({"allow_schema_drift": "yes"}, "clean.allow_schema_drift: expected true or false"),
         ({"range_margin": -1}, "clean.range_margin: expected a number >= 0"),
+        ({"range_margin": float("nan")}, "clean.range_margin: expected a number >= 0"),
+        ({"policies": ["drop"]}, "clean.policies: expected a mapping; found"),
+        ({"split": [0.7, 0.15, 0.15]}, "clean.split: expected a mapping"),
     ],
 )
 def test_bad_params_name_the_key(raw, message):
@@ -364,3 +368,101 @@ def test_regression_label_range_is_checked():
     assert result.report["rows"]["quarantined"] == 1
     assert result.preprocessing["label"]["kind"] == "number"
     assert "mean" in result.preprocessing["label"]
+
+
+# -- review findings -------------------------------------------------------
+
+
+def test_removing_a_key_column_fails_instead_of_moving_every_row(frame):
+    schema = schema_of(frame)
+    with pytest.raises(
+        DataError,
+        match=r"split key column 'x2' is missing: without it every row's split would change",
+    ):
+        clean(
+            raw_of(frame.drop(columns="x2")),
+            manifest_of(features=["x1", "colour"]),
+            schema,
+            params(allow_schema_drift=True),
+            snapshot_name="s",
+            schema_name="t",
+        )
+
+
+def test_the_split_does_not_depend_on_the_order_of_schema_columns(frame):
+    schema = schema_of(frame)
+    reordered = dataclasses.replace(schema, columns=dict(reversed(list(schema.columns.items()))))
+    first, second = run_clean(frame, schema), run_clean(frame, reordered)
+    for name in ("train", "val", "test"):
+        assert first.splits[name]["_row_key"].tolist() == second.splits[name]["_row_key"].tolist()
+
+
+def test_an_id_column_can_be_the_split_key(frame):
+    frame["id"] = [f"row-{i}" for i in range(len(frame))]
+    before = run_clean(frame, split={"key": ["id"]})
+    frame.loc[0, "x1"] = frame["x1"].median()  # a corrected value must not move the row
+    after = run_clean(frame, split={"key": ["id"]})
+    where = lambda result: {  # noqa: E731
+        source_row: name for name, part in result.splits.items() for source_row in part[SOURCE_ROW]
+    }
+    assert where(before) == where(after)
+
+
+def test_missing_policy_applies_to_gaps_seen_at_inference(frame):
+    frame.loc[[3, 4], "x1"] = np.nan
+    kwargs = {"snapshot_name": "s", "schema_name": "t"}
+    with pytest.raises(DataError, match="missing: expected a value; found nan"):
+        clean(raw_of(frame), manifest_of(), None, params(policies={"missing": "fail"}), **kwargs)
+    dropped = clean(
+        raw_of(frame), manifest_of(), None, params(policies={"missing": "drop"}), **kwargs
+    )
+    assert dropped.report["checks"]["missing"]["rows"] == 2
+
+
+def test_infinite_values_are_out_of_range(frame):
+    frame.loc[2, "x2"] = np.inf
+    result = run_clean(frame)
+    assert result.report["checks"]["out_of_range"]["by_column"] == {"x2": 1}
+    assert result.report["rows"]["quarantined"] == 1
+
+
+def test_infinite_values_fail_as_not_finite_when_the_schema_has_no_bounds(frame):
+    schema = schema_of(frame)
+    schema.columns["x2"] = dataclasses.replace(schema.columns["x2"], minimum=None, maximum=None)
+    frame.loc[2, "x2"] = -np.inf
+    with pytest.raises(DataError, match="out of range: expected a finite number; found -inf"):
+        run_clean(frame, schema, policies={"out_of_range": "fail"})
+
+
+def test_a_good_row_is_not_lost_as_the_repeat_of_a_quarantined_one(frame):
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[11] = frame.loc[10]
+    frame.loc[10, "x1"] = "abc"  # wrong type: dropped
+    frame.loc[11, "x1"] = None  # missing: imputed, and no repeat of row 10
+    result = run_clean(frame, policies={"wrong_type": "drop", "missing": "impute"})
+    assert result.report["checks"]["duplicate"]["rows"] == 0
+    assert result.quarantine[SOURCE_ROW].tolist() == [11]
+
+
+def test_clip_cannot_repair_a_value_outside_an_allowed_list(frame):
+    schema = schema_of(frame)
+    schema.columns["colour"] = dataclasses.replace(
+        schema.columns["colour"], allowed=("red", "green")
+    )
+    result = run_clean(frame, schema, policies={"out_of_range": "clip"}, max_quarantine_share=1.0)
+    blue = int((frame["colour"] == "blue").sum())
+    assert result.report["rows"]["quarantined"] == blue
+    assert "blue" not in pd.concat(result.splits.values())["colour"].tolist()
+
+
+def test_categorical_columns_from_parquet_are_checked(frame):
+    frame["colour"] = frame["colour"].astype("category")
+    assert run_clean(frame).report["rows"]["quarantined"] == 0
+
+
+def test_underscored_number_parses_as_pandera_does(frame):
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[0, "x1"] = "1_000"
+    result = run_clean(frame, max_quarantine_share=1.0)
+    assert result.report["checks"]["wrong_type"]["rows"] == 0
+    assert result.report["checks"]["out_of_range"]["by_column"] == {"x1": 1}

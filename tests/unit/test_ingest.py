@@ -174,7 +174,7 @@ def test_reserved_column_names(tmp_path):
     tiny_frame().assign(_source_row=1).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(
         DataError,
-        match=r"t.csv: column '_source_row': column names starting with '_source_' are reserved",
+        match=r"t.csv: column '_source_row': the column name is reserved for bakeoff's own columns",
     ):
         ingest(params_for(source="file", path=str(tmp_path / "t.csv")), shown_root=tmp_path)
 
@@ -198,6 +198,7 @@ def test_bad_params_name_the_key(raw, message):
 def test_manifest_records_what_was_read():
     snapshot = ingest(params_for(source="builtin", builtin="wine"))
     written = manifest(snapshot, "data/raw/snapshot.parquet", "abc", "2026-01-01T00:00:00+00:00")
+    assert written["dataset"] == "wine"
     assert written["rows"] == 178
     assert written["columns"] == 14
     assert written["label"] == "target"
@@ -205,3 +206,46 @@ def test_manifest_records_what_was_read():
     assert written["files"][0]["rows"] == 178
     assert "target" in written["column_types"]
     assert Path(written["snapshot"]["path"]).name == "snapshot.parquet"
+
+
+def test_repeated_csv_header(tmp_path):
+    (tmp_path / "d.csv").write_text("x1,x1,label\n1,2,0\n")
+    with pytest.raises(DataError, match=r"^d.csv: expected unique column names; found 'x1' twice$"):
+        ingest(params_for(source="file", path=str(tmp_path / "d.csv")), shown_root=tmp_path)
+
+
+def test_repeated_parquet_field_fails_cleanly(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_arrays([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"])
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(
+        DataError, match=r"^d.parquet: expected unique column names; found 'a' twice$"
+    ):
+        ingest(params_for(source="file", path=str(tmp_path / "d.parquet")), shown_root=tmp_path)
+
+
+def test_a_stray_text_value_does_not_make_a_regression_label_a_class(tmp_path):
+    frame = tiny_frame(200).assign(label=lambda f: (f["x1"] * 7.3).round(2).astype(object))
+    frame.loc[5, "label"] = "?"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    assert ingest(params_for(source="file", path=str(tmp_path / "t.csv"))).task == "regression"
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (["x1", "label"], "ingest.features: the label 'label' cannot also be a feature"),
+        (["x1", "x1"], "ingest.features: 'x1' is listed more than once"),
+    ],
+)
+def test_bad_feature_lists(tmp_path, features, message):
+    tiny_frame().to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ParamsError, match=message):
+        ingest(params_for(source="file", path=str(tmp_path / "t.csv"), features=features))
+
+
+def test_user_columns_starting_with_an_underscore_are_data(tmp_path):
+    tiny_frame().rename(columns={"x1": "_x1"}).to_csv(tmp_path / "t.csv", index=False)
+    assert "_x1" in ingest(params_for(source="file", path=str(tmp_path / "t.csv"))).features

@@ -26,8 +26,9 @@ def test_inference_types_ranges_labels_nullability(frame):
     assert schema.columns["x1"].minimum == frame["x1"].min()
     assert schema.columns["x1"].maximum == frame["x1"].max()
     assert schema.columns["label"].allowed == (0, 1, 2)
-    assert schema.columns["x2"].nullable is True
-    assert schema.columns["x1"].nullable is False
+    # Gaps seen at inference do not make a column nullable: the missing policy decides.
+    assert schema.columns["x2"].nullable is False
+    assert schema.split_key == ("colour", "label", "x1", "x2")
 
 
 def test_margin_widens_ranges(frame):
@@ -108,3 +109,17 @@ def test_malformed_schema_files_name_the_problem(tmp_path, text, message):
 def test_string_label_classes():
     frame = tiny_frame().assign(label=lambda f: f["label"].map({0: "cat", 1: "dog", 2: "eel"}))
     assert infer(frame).columns["label"].allowed == ("cat", "dog", "eel")
+
+
+def test_infinite_values_do_not_spoil_the_inferred_range(frame):
+    frame.loc[0, "x1"] = float("inf")
+    spec = infer(frame).columns["x1"]
+    assert spec.maximum == frame["x1"].iloc[1:].max()
+
+
+def test_categorical_and_underscored_values_parse_like_pandera():
+    from components.columns import as_number, kind_of
+
+    values = pd.Series(["1_000", "12", "x", None], dtype="category")
+    assert as_number(values).tolist()[:2] == [1000.0, 12.0]
+    assert kind_of(values) == "string"
