@@ -1,0 +1,44 @@
+"""Keras (tf-keras, the Keras 2 that TFX 1.16 and TF Transform use) models from the shared spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.training.spec import CNN, ModelSpec
+
+
+def keras() -> Any:
+    """The tf-keras module; imported on use so that importing this file stays cheap."""
+    import tf_keras
+
+    return tf_keras
+
+
+def build_model(spec: ModelSpec, task: str) -> Any:
+    """A Keras model taking the dense preprocessed input vector (``input_dim`` floats).
+
+    Classification ends in a softmax over ``spec.outputs`` classes, regression in
+    one linear unit.
+    """
+    k = keras()
+    inputs = k.Input(shape=(spec.input_dim,), name="inputs", dtype="float32")
+    x = inputs
+    if spec.kind == CNN:
+        assert spec.image_shape is not None
+        x = k.layers.Reshape((*spec.image_shape, 1))(x)
+        for filters, pooled in spec.conv_blocks():
+            x = k.layers.Conv2D(filters, 3, padding="same", activation=spec.activation)(x)
+            if pooled:
+                x = k.layers.MaxPooling2D(2)(x)
+        x = k.layers.Flatten()(x)
+        x = k.layers.Dropout(spec.dropout)(x)
+        x = k.layers.Dense(spec.width, activation=spec.activation)(x)
+    else:
+        for units in spec.hidden_units():
+            x = k.layers.Dense(units, activation=spec.activation)(x)
+            x = k.layers.Dropout(spec.dropout)(x)
+    if task == "classification":
+        outputs = k.layers.Dense(spec.outputs, activation="softmax", name="probabilities")(x)
+    else:
+        outputs = k.layers.Dense(1, name="value")(x)
+    return k.Model(inputs, outputs)

@@ -1,0 +1,64 @@
+"""The shared preprocessing, applied: raw feature columns to the dense float32 model input.
+
+This is the reference both frameworks must match (DESIGN.md fairness rules):
+the TFX Transform graph computes the same thing inside TensorFlow, the
+Lightning data module calls this directly, and a test compares the two.
+
+Layout of the vector: the numeric features in ``constants["numeric"]`` order,
+each ``(x - mean) / scale`` (a gap is first filled with its imputation value);
+then each categorical feature one-hot over its vocabulary plus one last slot
+for values not in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def input_dim(constants: Mapping[str, Any]) -> int:
+    """Length of the model input vector."""
+    vocabularies = constants["vocabularies"]
+    return len(constants["numeric"]) + sum(
+        len(vocabularies[name]) + 1 for name in constants["categorical"]
+    )
+
+
+def outputs(constants: Mapping[str, Any]) -> int:
+    """Model outputs: the number of classes, or 1 for regression."""
+    return len(constants["label"]["classes"]) if constants["task"] == "classification" else 1
+
+
+def encode(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
+    """The model input for each row of ``frame`` (raw feature columns), as float32."""
+    numeric = constants["numeric"]
+    stats = constants["stats"]
+    impute = constants["impute"]
+    parts = []
+    if numeric:
+        values = frame[numeric].to_numpy(dtype=np.float64)
+        fill = np.array([impute[name] for name in numeric], dtype=np.float64)
+        values = np.where(np.isnan(values), fill, values)
+        mean = np.array([stats[name]["mean"] for name in numeric], dtype=np.float64)
+        scale = np.array([stats[name]["scale"] for name in numeric], dtype=np.float64)
+        parts.append(((values - mean) / scale).astype(np.float32))
+    for name in constants["categorical"]:
+        vocabulary = constants["vocabularies"][name]
+        index = {value: position for position, value in enumerate(vocabulary)}
+        column = frame[name].where(frame[name].notna(), impute[name]).astype(str)
+        positions = column.map(index).fillna(len(vocabulary)).to_numpy(dtype=np.int64)
+        parts.append(np.eye(len(vocabulary) + 1, dtype=np.float32)[positions])
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
+
+
+def targets(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
+    """Class indices (int64) in ``label.classes`` order, or float32 values for regression."""
+    label = constants["label"]
+    if constants["task"] == "classification":
+        index = {str(value): position for position, value in enumerate(label["classes"])}
+        as_text = frame[label["name"]].map(lambda value: str(value))
+        return as_text.map(index).to_numpy(dtype=np.int64)
+    return frame[label["name"]].to_numpy(dtype=np.float32)

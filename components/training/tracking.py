@@ -1,0 +1,103 @@
+"""MLflow conventions shared by both trainers (DESIGN.md, "Tracking conventions").
+
+One experiment per data set; one parent run per stage execution, tagged with
+the git commit, the DVC data hash, the stage and the framework; one nested run
+per Optuna trial. Metric names are ``split/metric``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TAG_COMMIT = "bakeoff.git_commit"
+TAG_DATA_HASH = "bakeoff.dvc_data_hash"
+TAG_STAGE = "bakeoff.stage"
+TAG_FRAMEWORK = "bakeoff.framework"
+TAG_STUDY = "bakeoff.optuna_study"
+TAG_TRIAL = "bakeoff.optuna_trial"
+TAG_STATE = "bakeoff.trial_state"
+TAG_BEST = "bakeoff.best_trial"
+
+
+def git_commit(root: Path) -> str:
+    """The checked-out commit, with ``-dirty`` when tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def data_hash(paths: list[Path]) -> str:
+    """One hash over the inputs' contents, built from the per-file md5 that DVC records."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for path in sorted(paths):
+        file_md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        digest.update(f"{path.name}:{file_md5}\n".encode())
+    return digest.hexdigest()
+
+
+def tracking_uri(uri: str, root: Path) -> str:
+    """A tracking URI with a relative ``sqlite:///`` path made absolute against ``root``."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        database = (root / uri[len(prefix) :]).resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(database)
+    return uri
+
+
+def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
+    """Point MLflow at ``uri`` and the data set's experiment, creating it if needed; return its id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    name = dataset or "bakeoff"
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = (artifact_root / name).resolve().as_uri() if artifact_root else None
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
+
+
+@contextmanager
+def parent_run(
+    *, stage: str, framework: str, commit: str, data: str, extra: Mapping[str, str] | None = None
+) -> Iterator[Any]:
+    """The stage execution's run; failed if the block raises."""
+    import mlflow
+
+    tags = {
+        TAG_STAGE: stage,
+        TAG_FRAMEWORK: framework,
+        TAG_COMMIT: commit,
+        TAG_DATA_HASH: data,
+        **(extra or {}),
+    }
+    with mlflow.start_run(run_name=f"{stage} {commit[:8]}", tags=tags) as run:
+        yield run
+
+
+@contextmanager
+def trial_run(
+    *, study: str, trial: int, framework: str, params: Mapping[str, Any]
+) -> Iterator[Any]:
+    """A nested run for one Optuna trial, with its hyperparameters."""
+    import mlflow
+
+    tags = {TAG_STUDY: study, TAG_TRIAL: str(trial), TAG_FRAMEWORK: framework}
+    with mlflow.start_run(run_name=f"trial {trial}", nested=True, tags=tags) as run:
+        mlflow.log_params(dict(params))
+        yield run

@@ -1,0 +1,31 @@
+"""The Keras builder hits the shared spec's parameter count for every architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.training.spec import CNN, MLP, ModelSpec, parameter_count
+
+SPECS = [
+    ModelSpec(MLP, input_dim=64, outputs=10, depth=2, width=128),
+    ModelSpec(MLP, input_dim=13, outputs=3, depth=1, width=32, activation="gelu", dropout=0.3),
+    ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64),
+    ModelSpec(CNN, input_dim=64, outputs=10, depth=2, width=16, image_shape=(8, 8)),
+    ModelSpec(CNN, input_dim=784, outputs=10, depth=3, width=8, image_shape=(28, 28)),
+]
+
+
+@pytest.mark.parametrize(
+    "spec", SPECS, ids=lambda s: f"{s.kind}-d{s.depth}-w{s.width}-in{s.input_dim}"
+)
+def test_parameter_count_matches_the_spec(spec):
+    from components.train_tensorflow.model import build_model
+
+    task = "classification" if spec.outputs > 1 else "regression"
+    model = build_model(spec, task)
+    assert model.count_params() == parameter_count(spec)
+    out = model(np.zeros((2, spec.input_dim), dtype="float32")).numpy()
+    assert out.shape == (2, spec.outputs)
+    if task == "classification":
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)

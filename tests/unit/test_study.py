@@ -1,0 +1,148 @@
+"""The shared study runner with a fake trainer: budget, resume, diverging trials, MLflow runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from components.training import tracking
+from components.training.search import TuningParams, suggest
+from components.training.study import AllTrialsFailed, Diverged, StudyPlan, TrialResult, run_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def tuning(**overrides) -> TuningParams:
+    return TuningParams.from_section({"trials": 4, "epochs": 2, "seed": 7, **overrides})
+
+
+def plan(tmp_path: Path) -> StudyPlan:
+    return StudyPlan(
+        name="digits-tensorflow-test",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        framework="tensorflow",
+        metric="val/accuracy",
+        architecture="mlp",
+        input_dim=64,
+        outputs=10,
+        image_shape=None,
+        trial_dir=tmp_path / "trials",
+    )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tracking_store(tmp_path_factory):
+    # One store for the module: creating an MLflow SQLite database costs seconds.
+    root = tmp_path_factory.mktemp("mlflow")
+    tracking.use_experiment(f"sqlite:///{root / 'mlflow.db'}", "tiny", root / "artifacts")
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def fake_fit(calls: list[int], diverge: set[int] = frozenset()):
+    def fit(trial, hyper, spec):
+        calls.append(trial.number)
+        if trial.number in diverge:
+            raise Diverged("loss is nan at epoch 1")
+        return TrialResult(
+            value=hyper.learning_rate * 10, epochs=2, model_path=Path(f"m{trial.number}")
+        )
+
+    return fit
+
+
+def test_runs_the_budget_and_picks_the_best(tmp_path):
+    calls: list[int] = []
+    with mlflow.start_run() as parent:
+        outcome = run_study(plan(tmp_path), tuning(), fake_fit(calls))
+    assert calls == [0, 1, 2, 3]
+    assert outcome.counts == {"complete": 4, "pruned": 0, "failed": 0}
+    assert outcome.best.value == max(t.value for t in outcome.study.trials)
+    assert outcome.model_path == Path(f"m{outcome.best.number}")
+    assert outcome.parameters == outcome.best.user_attrs["parameters"] > 0
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4
+    assert set(children["tags.bakeoff.trial_state"]) == {"COMPLETE"}
+    assert "params.learning_rate" in children
+
+
+def test_a_rerun_resumes_without_repeating_finished_trials(tmp_path):
+    first: list[int] = []
+    run_study(plan(tmp_path), tuning(trials=2), fake_fit(first))
+    again: list[int] = []
+    outcome = run_study(plan(tmp_path), tuning(trials=4), fake_fit(again))
+    assert first == [0, 1]
+    assert again == [2, 3]
+    assert len(outcome.study.trials) == 4
+    assert run_study(plan(tmp_path), tuning(trials=4), fake_fit(again)).counts["complete"] == 4
+    assert again == [2, 3]
+
+
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(tmp_path):
+    study = optuna.create_study(
+        study_name="digits-tensorflow-test", storage=plan(tmp_path).storage, direction="maximize"
+    )
+    study.ask()  # RUNNING forever: its process died
+    calls: list[int] = []
+    outcome = run_study(plan(tmp_path), tuning(trials=2), fake_fit(calls))
+    assert outcome.counts == {"complete": 2, "pruned": 0, "failed": 1}
+
+
+def test_diverging_trials_fail_and_the_study_goes_on(tmp_path):
+    calls: list[int] = []
+    outcome = run_study(plan(tmp_path), tuning(), fake_fit(calls, diverge={1, 2}))
+    assert calls == [0, 1, 2, 3]
+    assert outcome.counts == {"complete": 2, "pruned": 0, "failed": 2}
+
+
+def test_all_trials_failing_fails_with_a_clear_message(tmp_path):
+    with pytest.raises(
+        AllTrialsFailed,
+        match=r"study 'digits-tensorflow-test': all 4 trials failed or were pruned \(4 failed, 0 pruned\)",
+    ):
+        run_study(plan(tmp_path), tuning(), fake_fit([], diverge={0, 1, 2, 3}))
+
+
+def test_all_suggestions_come_first_under_stable_names():
+    trial = optuna.trial.FixedTrial(
+        {
+            "learning_rate": 1e-3,
+            "batch_size": 64,
+            "depth": 2,
+            "width": 128,
+            "dropout": 0.1,
+            "weight_decay": 1e-5,
+            "optimizer": "adam",
+            "activation": "relu",
+        }
+    )
+    hyper = suggest(trial, tuning().space)
+    assert (hyper.depth, hyper.width, hyper.optimizer) == (2, 128, "adam")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"trials": 0}, "train.trials: expected a whole number >= 1; found 0"),
+        ({"pruner": "asha"}, "train.pruner: expected one of median, hyperband, none"),
+        ({"metric": "accuracy"}, "train.metric: expected 'auto' or a val/ metric"),
+        (
+            {"search": {"learning_rate": [0, 1]}},
+            r"train.search.learning_rate: expected \[low, high\] with low <= high above 0",
+        ),
+        (
+            {"search": {"optimizer": ["adam", "lion"]}},
+            "train.search.optimizer: expected one of adam, adamw, sgd",
+        ),
+        ({"search": {"depth": [2, 1]}}, r"train.search.depth: expected \[low, high\]"),
+    ],
+)
+def test_bad_tuning_params_name_the_key(raw, message):
+    from components.errors import ParamsError
+
+    with pytest.raises(ParamsError, match=message):
+        TuningParams.from_section(raw)
