@@ -12,6 +12,7 @@ from components.errors import BakeoffError
 def _parser() -> argparse.ArgumentParser:
     from components.clean import cli as clean_cli
     from components.ingest import cli as ingest_cli
+    from components.train_tensorflow import cli as train_cli
     from pipelines import runner, ui
 
     parser = argparse.ArgumentParser(
@@ -22,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, module, summary in (
         ("ingest", ingest_cli, "read the data source into data/raw (DVC stage 'ingest')"),
         ("clean", clean_cli, "validate, quarantine, split, compute constants (DVC stage 'clean')"),
+        (
+            "train",
+            train_cli,
+            "tune and train one framework's model (DVC stage 'train@<framework>')",
+        ),
         ("run", runner, "run the whole pipeline (dvc repro) from this repository"),
         ("ui", ui, "open the MLflow UI on 127.0.0.1 over the project's store"),
     ):

@@ -55,9 +55,8 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
     return result
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A copy of the repository's tracked and untracked-but-not-ignored files, as a new git repo."""
+def copy_repository(folder: Path) -> Path:
+    """Copy the repository's tracked and untracked-but-not-ignored files into a new git repo."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
@@ -65,7 +64,7 @@ def repo(tmp_path: Path) -> Path:
         text=True,
         check=True,
     ).stdout.split("\0")
-    copy = tmp_path / "repo"
+    copy = folder / "repo"
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -74,3 +73,9 @@ def repo(tmp_path: Path) -> Path:
             shutil.copy2(source, target)
     run(["git", "init", "-q"], copy)
     return copy
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A throwaway copy of the repository for one test."""
+    return copy_repository(tmp_path)

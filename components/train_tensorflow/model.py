@@ -14,31 +14,41 @@ def keras() -> Any:
     return tf_keras
 
 
-def build_model(spec: ModelSpec, task: str) -> Any:
+def build_model(spec: ModelSpec, task: str, l2: float = 0.0) -> Any:
     """A Keras model taking the dense preprocessed input vector (``input_dim`` floats).
 
     Classification ends in a softmax over ``spec.outputs`` classes, regression in
-    one linear unit.
+    one linear unit, both in float32 even under mixed precision. ``l2`` penalises
+    every weight and bias (see ``fit.compile_model``).
     """
     k = keras()
+    penalty = (
+        {"kernel_regularizer": k.regularizers.l2(l2), "bias_regularizer": k.regularizers.l2(l2)}
+        if l2
+        else {}
+    )
     inputs = k.Input(shape=(spec.input_dim,), name="inputs", dtype="float32")
     x = inputs
     if spec.kind == CNN:
         assert spec.image_shape is not None
         x = k.layers.Reshape((*spec.image_shape, 1))(x)
         for filters, pooled in spec.conv_blocks():
-            x = k.layers.Conv2D(filters, 3, padding="same", activation=spec.activation)(x)
+            x = k.layers.Conv2D(filters, 3, padding="same", activation=spec.activation, **penalty)(
+                x
+            )
             if pooled:
                 x = k.layers.MaxPooling2D(2)(x)
         x = k.layers.Flatten()(x)
         x = k.layers.Dropout(spec.dropout)(x)
-        x = k.layers.Dense(spec.width, activation=spec.activation)(x)
+        x = k.layers.Dense(spec.width, activation=spec.activation, **penalty)(x)
     else:
         for units in spec.hidden_units():
-            x = k.layers.Dense(units, activation=spec.activation)(x)
+            x = k.layers.Dense(units, activation=spec.activation, **penalty)(x)
             x = k.layers.Dropout(spec.dropout)(x)
     if task == "classification":
-        outputs = k.layers.Dense(spec.outputs, activation="softmax", name="probabilities")(x)
+        outputs = k.layers.Dense(
+            spec.outputs, activation="softmax", name="probabilities", dtype="float32", **penalty
+        )(x)
     else:
-        outputs = k.layers.Dense(1, name="value")(x)
+        outputs = k.layers.Dense(1, name="value", dtype="float32", **penalty)(x)
     return k.Model(inputs, outputs)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 
-import mlflow
 from components.training import tracking
 from components.training.search import TuningParams, suggest
 from components.training.study import AllTrialsFailed, Diverged, StudyPlan, TrialResult, run_study

@@ -1,0 +1,255 @@
+"""``bakeoff train --framework tensorflow``: the TFX pipeline as the DVC stage ``train@tensorflow``."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.clean.schema import load_schema
+from components.errors import ParamsError
+from components.outputs import staged_outputs
+from components.params import load_params, section
+from components.training import tracking
+from components.training.search import TuningParams
+from components.training.spec import CNN, MLP
+
+FRAMEWORK = "tensorflow"
+CODE_PACKAGES = ("training", "train_tensorflow")
+
+
+@dataclass(frozen=True)
+class TensorflowParams:
+    """The ``train_tensorflow`` section of params.yaml, unpacked."""
+
+    pipeline_dir: str
+    threads: int
+    mixed_precision: bool
+    min_accuracy: float
+    max_rmse: float
+    max_drop: float
+    cache: bool
+
+    @classmethod
+    def from_section(cls, raw: dict[str, Any]) -> TensorflowParams:
+        """Check and unpack the raw ``train_tensorflow`` mapping."""
+
+        def number(key: str, default: float, low: float = 0.0) -> float:
+            value = raw.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+                raise ParamsError(
+                    f"train_tensorflow.{key}", f"expected a number >= {low}; found {value!r}"
+                )
+            return float(value)
+
+        def flag(key: str, default: bool) -> bool:
+            value = raw.get(key, default)
+            if not isinstance(value, bool):
+                raise ParamsError(
+                    f"train_tensorflow.{key}", f"expected true or false; found {value!r}"
+                )
+            return value
+
+        return cls(
+            pipeline_dir=str(raw.get("pipeline_dir", "tfx")),
+            threads=int(number("threads", 0)),
+            mixed_precision=flag("mixed_precision", False),
+            min_accuracy=number("min_accuracy", 0.5),
+            max_rmse=number("max_rmse", 1e12),
+            max_drop=number("max_drop", 0.01),
+            cache=flag("cache", True),
+        )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the stage's options (paths match dvc.yaml)."""
+    parser.add_argument(
+        "--framework", required=True, choices=(FRAMEWORK,), help="which trainer to run"
+    )
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file with 'train' and 'train_<framework>'"
+    )
+    parser.add_argument(
+        "--data-dir", required=True, help="folder of the clean train/val/test.parquet"
+    )
+    parser.add_argument(
+        "--preprocessing", required=True, help="the shared preprocessing constants (JSON)"
+    )
+    parser.add_argument("--schema", required=True, help="the project's data schema (YAML)")
+    parser.add_argument("--model-dir", required=True, help="folder the blessed model is pushed to")
+    parser.add_argument("--metrics", required=True, help="JSON metrics file to write")
+
+
+def code_hash(root: Path) -> str:
+    """A hash of the training code, so TFX's cache notices when it changes."""
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / "components" / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run(args: argparse.Namespace) -> None:
+    """Build the pipeline from params, run it, and write the metrics file."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFX 1.16 and TF Transform need Keras 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    root = Path.cwd()
+    params = load_params(args.params)
+    tuning_raw = section(params, "train")
+    tuning = TuningParams.from_section(tuning_raw)
+    tf_params = TensorflowParams.from_section(params.get("train_tensorflow") or {})
+    _configure_threads(tf_params.threads)
+
+    from pipelines.tfx_pipeline import EvalThresholds, PipelineConfig
+    from pipelines.tfx_runner import run_pipeline
+
+    data_dir = Path(args.data_dir).resolve()
+    constants = json.loads(Path(args.preprocessing).read_text(encoding="utf-8"))
+    task = constants["task"]
+    architecture = tuning.architecture or (CNN if constants.get("image_shape") else MLP)
+    if architecture == CNN and not constants.get("image_shape"):
+        raise ParamsError(
+            "train.architecture", "cnn needs image features (ingest.image_shape); found none"
+        )
+    metric = tuning.objective_metric(task)
+    inputs = [data_dir / f"{split}.parquet" for split in ("train", "val", "test")] + [
+        Path(args.preprocessing)
+    ]
+    data = tracking.data_hash(inputs)
+    code = code_hash(root)
+    fingerprint = hashlib.sha256(
+        json.dumps([data, tuning_raw, architecture, code], sort_keys=True, default=str).encode()
+    ).hexdigest()[:12]
+    dataset = constants.get("dataset") or "bakeoff"
+    study = f"{dataset}-{FRAMEWORK}-{fingerprint}"
+    pipeline_dir = (root / tf_params.pipeline_dir).resolve()
+    schema_file = _schema_file(Path(args.schema), pipeline_dir / "schemas")
+    storage = tracking.tracking_uri(tuning.storage, root)
+    config = PipelineConfig(
+        name=f"bakeoff-{dataset}",
+        root=pipeline_dir / "root",
+        metadata=pipeline_dir / "metadata.sqlite",
+        data_dir=data_dir,
+        schema_file=schema_file,
+        push_dir=Path(args.model_dir).resolve(),
+        constants=constants,
+        trainer={
+            "constants": constants,
+            "tuning": tuning_raw,
+            "metric": metric,
+            "architecture": architecture,
+            "study": study,
+            "storage": storage,
+            "trial_dir": str(pipeline_dir / "trials" / study),
+            "code": code,
+            "mixed_precision": tf_params.mixed_precision,
+        },
+        thresholds=EvalThresholds(
+            task=task,
+            bound=tf_params.min_accuracy if task == "classification" else tf_params.max_rmse**2,
+            max_change=tf_params.max_drop,
+        ),
+        enable_cache=tf_params.cache,
+    )
+
+    import mlflow
+
+    uri = tracking.tracking_uri(tuning.tracking_uri, root)
+    tracking.use_experiment(uri, dataset, root / "mlflow" / "artifacts")
+    commit = tracking.git_commit(root)
+    client = mlflow.MlflowClient(uri)
+    experiment = mlflow.get_experiment_by_name(dataset)
+    assert experiment is not None
+    parent = client.create_run(
+        experiment.experiment_id,
+        run_name=f"train@{FRAMEWORK} {commit[:8]}",
+        tags={
+            tracking.TAG_STAGE: f"train@{FRAMEWORK}",
+            tracking.TAG_FRAMEWORK: FRAMEWORK,
+            tracking.TAG_COMMIT: commit,
+            tracking.TAG_DATA_HASH: data,
+            tracking.TAG_STUDY: study,
+        },
+    )
+    # The Trainer resumes this run as the parent of its trial runs. An
+    # environment variable, unlike custom_config, is not part of TFX's cache key.
+    os.environ["BAKEOFF_MLFLOW_PARENT_RUN"] = parent.info.run_id
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    Path(args.model_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        report = run_pipeline(config)
+    except BaseException:
+        client.set_terminated(parent.info.run_id, status="FAILED")
+        raise
+    summary = json.loads(
+        (Path(report.model_uri or "") / "Format-Serving" / "summary.json").read_text()
+    )
+    metrics = {
+        **{
+            key: summary[key]
+            for key in (
+                "framework",
+                "metric",
+                "best_val",
+                "parameters",
+                "training_seconds",
+                "best_epochs",
+            )
+        },
+        **summary["test"],
+        "trials": {key: summary[key] for key in ("complete", "pruned", "failed")}
+        | {"run": summary["trials_run"]},
+        "best_trial": summary["best_trial"],
+        "best_params": summary["best_params"],
+        "tfx_run_id": report.run_id,
+        "cached": report.fully_cached,
+        "blessed": bool(report.blessed),
+        "pushed": report.pushed_uri is not None,
+    }
+    client.set_tag(parent.info.run_id, "bakeoff.tfx_run_id", report.run_id)
+    client.set_tag(parent.info.run_id, "bakeoff.tfx_cached", str(report.fully_cached))
+    client.set_tag(parent.info.run_id, "bakeoff.blessed", str(bool(report.blessed)))
+    client.set_terminated(parent.info.run_id, status="FINISHED")
+    with staged_outputs() as outputs:
+        outputs.write_json(args.metrics, metrics)
+    verdict = "blessed and pushed" if metrics["pushed"] else "not blessed, not pushed"
+    print(
+        f"train@{FRAMEWORK}: {metric} {metrics['best_val']:.4f} (trial {metrics['best_trial']}), "
+        f"{', '.join(f'{k} {v:.4f}' for k, v in summary['test'].items())}; {verdict}"
+        + (" (every component cached)" if report.fully_cached else "")
+    )
+
+
+def _schema_file(schema_yaml: Path, folder: Path) -> Path:
+    """The schema as a TFMD proto, at a path named after its content.
+
+    ImportSchemaGen's cache key is the path alone; a content-named path makes an
+    edited schema re-run validation instead of silently reusing the old one.
+    """
+    from google.protobuf import text_format
+
+    from components.train_tensorflow.tfx_schema import tfmd_schema
+
+    text = text_format.MessageToString(tfmd_schema(load_schema(schema_yaml)))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = folder / digest / "schema.pbtxt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        shutil.move(tmp, path)
+    return path
+
+
+def _configure_threads(threads: int) -> None:
+    if threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, threads // 2))

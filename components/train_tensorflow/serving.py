@@ -1,0 +1,59 @@
+"""The exported TensorFlow model: raw features in, class probabilities (or the value) out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from components.train_tensorflow.transform_module.preprocessing import INPUTS
+
+
+def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path: Path) -> None:
+    """Save ``model`` with the Transform graph in front of it, as a SavedModel.
+
+    Signatures: ``serving_default`` takes serialized tf.Examples of raw
+    features (what TF Serving and TFMA's Evaluator send); ``serving_raw`` takes
+    one 1-D tensor per raw feature. Both return ``probabilities`` (classification)
+    or ``value`` (regression). ``transform_features`` returns the transformed
+    features and label of serialized examples, so TFMA compares the model's
+    class index with the label's class index, not with the raw label value.
+    """
+    output = "probabilities" if task == "classification" else "value"
+    model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
+    raw_spec = tft_output.raw_feature_spec()
+    raw_spec.pop(label, None)
+
+    def predict(raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        transformed = model.tft_layer(raw)
+        return {output: model(transformed[INPUTS])}
+
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    def serve_examples(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return predict(tf.io.parse_example(serialized, raw_spec))
+
+    raw_signature = {
+        name: tf.TensorSpec([None], spec.dtype, name=name)
+        for name, spec in sorted(raw_spec.items())
+    }
+
+    @tf.function(input_signature=[raw_signature])
+    def serve_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return predict({name: tf.reshape(value, [-1, 1]) for name, value in features.items()})
+
+    full_spec = tft_output.raw_feature_spec()
+
+    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    def transform_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        return model.tft_layer(tf.io.parse_example(serialized, full_spec))
+
+    model.save(
+        str(path),
+        save_format="tf",
+        signatures={
+            "serving_default": serve_examples,
+            "serving_raw": serve_raw,
+            "transform_features": transform_features,
+        },
+    )

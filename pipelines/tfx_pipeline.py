@@ -1,0 +1,176 @@
+"""The TFX pipeline of the TensorFlow branch: ``create_pipeline(config) -> tfx.dsl.Pipeline``.
+
+ExampleGen reads the clean splits as they are (no re-splitting); StatisticsGen,
+ImportSchemaGen (the project's schema), ExampleValidator and a gate that stops
+on anomalies; Transform with the shared constants; Trainer (Optuna inside
+``run_fn``); Evaluator against the last blessed model other than the
+candidate; Pusher when blessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import components.train_tensorflow as tf_branch
+
+MODULES = Path(tf_branch.__file__).parent
+TRANSFORM_MODULE = MODULES / "transform_module" / "preprocessing.py"
+TRAINER_MODULE = MODULES / "trainer_module" / "trainer.py"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class EvalThresholds:
+    """The Evaluator's gate: a floor (or ceiling) on the metric and the largest allowed regression."""
+
+    task: str
+    bound: float
+    max_change: float
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the pipeline is built from; paths are absolute."""
+
+    name: str
+    root: Path
+    metadata: Path
+    data_dir: Path
+    schema_file: Path
+    push_dir: Path
+    constants: dict[str, Any]
+    trainer: dict[str, Any]
+    thresholds: EvalThresholds
+    enable_cache: bool = True
+    beam_args: tuple[str, ...] = field(
+        default=("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    )
+
+
+def _eval_config(thresholds: EvalThresholds) -> Any:
+    import tensorflow_model_analysis as tfma
+
+    from components.train_tensorflow.transform_module.preprocessing import LABEL
+
+    if thresholds.task == "classification":
+        metric, direction = "SparseCategoricalAccuracy", tfma.MetricDirection.HIGHER_IS_BETTER
+        value = tfma.GenericValueThreshold(lower_bound={"value": thresholds.bound})
+        change = tfma.GenericChangeThreshold(
+            direction=direction, absolute={"value": -thresholds.max_change}
+        )
+    else:
+        metric, direction = "MeanSquaredError", tfma.MetricDirection.LOWER_IS_BETTER
+        value = tfma.GenericValueThreshold(upper_bound={"value": thresholds.bound})
+        change = tfma.GenericChangeThreshold(
+            direction=direction, absolute={"value": thresholds.max_change}
+        )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=LABEL,
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name=metric,
+                        threshold=tfma.MetricThreshold(
+                            value_threshold=value, change_threshold=change
+                        ),
+                    ),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(config: PipelineConfig) -> Any:
+    """Build the pipeline; nothing runs until a runner runs it."""
+    from tfx.components import FileBasedExampleGen
+    from tfx.dsl.components.base import executor_spec
+
+    from components.train_tensorflow import parquet_executor
+    from components.train_tensorflow.baseline import PreviousBlessedModelStrategy
+    from components.train_tensorflow.gate import AnomaliesGate
+    from tfx import v1 as tfx
+
+    example_gen = FileBasedExampleGen(
+        input_base=str(config.data_dir),
+        input_config=tfx.proto.Input(
+            splits=[
+                tfx.proto.Input.Split(name=split, pattern=f"{split}.parquet") for split in SPLITS
+            ]
+        ),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(parquet_executor.Executor),
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(config.schema_file))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=str(TRANSFORM_MODULE),
+        custom_config={"constants": config.constants},
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
+    )
+    transform.add_upstream_node(gate)  # nothing is transformed unless the data passed validation
+    trainer = tfx.components.Trainer(
+        module_file=str(TRAINER_MODULE),
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["val"]),
+        custom_config=config.trainer,
+    )
+    resolver = tfx.dsl.Resolver(
+        strategy_class=PreviousBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        candidate=trainer.outputs["model"],
+    ).with_id("previous_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=resolver.outputs["model"],
+        eval_config=_eval_config(config.thresholds),
+        example_splits=["test"],
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(config.push_dir))
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.name,
+        pipeline_root=str(config.root),
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            gate,
+            transform,
+            trainer,
+            resolver,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(config.metadata)
+        ),
+        beam_pipeline_args=list(config.beam_args),
+    )

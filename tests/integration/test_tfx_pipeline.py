@@ -1,0 +1,138 @@
+"""The TensorFlow branch end to end: the real TFX pipeline through ``dvc repro`` on digits.
+
+Smoke budget: 2 trials x 1 epoch. Checks the pushed SavedModel answers
+raw-feature requests, MLflow has the parent run with nested trials, a rerun is
+fully cached, and anomalies stop the pipeline with the feature named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.slow
+
+TRAIN = [
+    "bakeoff",
+    "train",
+    "--framework",
+    "tensorflow",
+    "--params",
+    "params.yaml",
+    "--data-dir",
+    "data/clean",
+    "--preprocessing",
+    "data/clean/preprocessing.json",
+    "--model-dir",
+    "models/tensorflow",
+    "--metrics",
+    "metrics/tensorflow.json",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from tests.conftest import copy_repository
+
+    repo = copy_repository(tmp_path_factory.mktemp("tfx"))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(trials=2, epochs=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = run(["dvc", "repro", "train@tensorflow"], repo)
+    return repo, first
+
+
+def test_the_pipeline_pushes_a_model_that_answers_raw_features(trained):
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+
+    repo, first = trained
+    assert "train@tensorflow:" in first.stdout
+    metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
+    assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
+    assert metrics["blessed"] and metrics["pushed"] and not metrics["cached"]
+    assert metrics["parameters"] > 0
+    assert 0 <= metrics["test/accuracy"] <= 1
+    versions = sorted((repo / "models/tensorflow").iterdir())
+    assert len(versions) == 1
+    model = tf.saved_model.load(str(versions[0]))
+    test = pd.read_parquet(repo / "data/clean/test.parquet")
+    raw = {
+        name: tf.constant(test[name].to_numpy(np.float32))
+        for name in test.columns
+        if name.startswith("pixel_")
+    }
+    probabilities = model.signatures["serving_raw"](**raw)["probabilities"].numpy()
+    assert probabilities.shape == (len(test), 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    accuracy = float((probabilities.argmax(axis=1) == test["target"].to_numpy()).mean())
+    assert accuracy == pytest.approx(metrics["test/accuracy"], abs=1e-6)
+
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    name: tf.train.Feature(float_list=tf.train.FloatList(value=[float(row[name])]))
+                    for name in raw
+                }
+            )
+        ).SerializeToString()
+        for _, row in test.head(5).iterrows()
+    ]
+    served = model.signatures["serving_default"](examples=tf.constant(examples))[
+        "probabilities"
+    ].numpy()
+    np.testing.assert_allclose(served, probabilities[:5], atol=1e-6)
+
+
+def test_mlflow_has_the_parent_run_and_its_nested_trials(trained):
+    import mlflow
+
+    repo, _ = trained
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["digits"], output_format="pandas")
+    parents = runs[runs["tags.bakeoff.stage"] == "train@tensorflow"]
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    assert parent["status"] == "FINISHED"
+    assert parent["tags.bakeoff.git_commit"]
+    assert len(parent["tags.bakeoff.dvc_data_hash"]) == 32
+    assert parent["tags.bakeoff.tfx_run_id"]
+    assert "metrics.test/accuracy" in runs
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert len(children) == 2
+    assert set(children["tags.bakeoff.trial_state"]) == {"COMPLETE"}
+    assert children["metrics.val/accuracy"].notna().all()
+    artifacts = mlflow.artifacts.list_artifacts(run_id=parent["run_id"], artifact_path="optuna")
+    assert {Path(a.path).name for a in artifacts} >= {"optuna_history.png"}
+
+
+def test_a_rerun_with_unchanged_inputs_executes_no_component(trained):
+    repo, _ = trained
+    again = run([*TRAIN, "--schema", "schemas/digits.yaml"], repo)
+    assert "(every component cached)" in again.stdout
+    assert json.loads((repo / "metrics/tensorflow.json").read_text())["cached"] is True
+    assert len(list((repo / "models/tensorflow").iterdir())) == 1, (
+        "a cached run must not push again"
+    )
+
+
+def test_anomalies_stop_the_pipeline_naming_the_feature(trained):
+    repo, _ = trained
+    schema = yaml.safe_load((repo / "schemas/digits.yaml").read_text())
+    schema["columns"]["pixel_3_3"]["max"] = 4
+    (repo / "narrow.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    failed = run([*TRAIN, "--schema", "narrow.yaml"], repo, check=False)
+    assert failed.returncode == 1
+    line = failed.stderr.strip().splitlines()[-1]
+    assert line.startswith("bakeoff train: error: ExampleValidator found ")
+    assert "feature 'pixel_3_3': Out-of-range values" in line
+    assert len(list((repo / "models/tensorflow").iterdir())) == 1

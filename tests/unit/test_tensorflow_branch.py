@@ -1,0 +1,163 @@
+"""The TensorFlow branch's pieces without a pipeline: Transform parity, one trial, divergence."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import optuna
+from components.clean.core import CleanParams, clean
+from components.training import features
+from components.training.search import Hyperparams
+from components.training.spec import MLP, ModelSpec
+from components.training.study import Diverged
+from tests.conftest import tiny_frame
+
+HYPER = Hyperparams(1e-2, 16, 1, 16, 0.0, 1e-5, "adam", "relu")
+
+
+@pytest.fixture(scope="module")
+def cleaned():
+    frame = tiny_frame(300).assign(_source_file="t.csv", _source_row=range(1, 301))
+    frame.loc[3, "x1"] = np.nan  # imputed by clean; at serving a gap is filled the same way
+    manifest = {
+        "label": "label",
+        "task": "classification",
+        "features": ["x1", "x2", "colour"],
+        "dataset": "tiny",
+    }
+    return clean(
+        frame, manifest, None, CleanParams.from_section({}), snapshot_name="s", schema_name="t"
+    )
+
+
+def test_transform_applies_exactly_the_shared_constants(cleaned):
+    import tensorflow as tf
+
+    from components.train_tensorflow.transform_module.preprocessing import (
+        INPUTS,
+        LABEL,
+        preprocessing_fn,
+    )
+
+    constants = cleaned.preprocessing
+    test = cleaned.splits["test"].copy()
+    test.loc[test.index[0], "colour"] = (
+        "purple"  # not in the vocabulary: the out-of-vocabulary slot
+    )
+    test.loc[test.index[1], "x2"] = np.nan  # a gap at serving time: the train median
+    raw = {
+        name: tf.constant(
+            test[name].to_numpy().reshape(-1, 1).astype(np.float32 if name != "colour" else object)
+        )
+        for name in ("x1", "x2", "colour")
+    }
+    raw["label"] = tf.constant(test["label"].to_numpy().reshape(-1, 1))
+    out = preprocessing_fn(raw, {"constants": constants})
+    expected = features.encode(test, constants)
+    assert np.abs(out[INPUTS].numpy() - expected).max() <= 1e-5
+    assert out[INPUTS].numpy()[0, -1] == 1.0  # 'purple'
+    np.testing.assert_array_equal(out[LABEL].numpy(), features.targets(test, constants))
+
+
+def arrays(cleaned):
+    from components.train_tensorflow.fit import Arrays
+
+    c = cleaned.preprocessing
+    parts = [cleaned.splits[name] for name in ("train", "val", "test")]
+    return Arrays(*[fn(part, c) for part in parts for fn in (features.encode, features.targets)])
+
+
+def test_one_trial_trains_saves_and_reports_per_epoch(cleaned, tmp_path):
+    from components.train_tensorflow.fit import fit_trial
+
+    data = arrays(cleaned)
+    spec = ModelSpec(MLP, input_dim=data.x_train.shape[1], outputs=3, depth=1, width=16)
+    logged = []
+    trial = optuna.trial.FixedTrial({}, number=3)
+    result = fit_trial(
+        trial,
+        HYPER,
+        spec,
+        data=data,
+        task="classification",
+        metric="val/accuracy",
+        epochs=3,
+        patience=5,
+        seed=1,
+        trial_dir=tmp_path,
+        log_epoch=lambda values, epoch: logged.append((epoch, values)),
+    )
+    assert result.epochs == 3
+    assert result.model_path == tmp_path / "trial-0003.keras"
+    assert result.model_path.exists()
+    assert result.value == max(result.history["val/accuracy"])
+    assert [epoch for epoch, _ in logged] == [0, 1, 2]
+    assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy"} <= set(logged[0][1])
+
+
+def test_a_diverging_trial_raises_diverged(cleaned, tmp_path):
+    from components.train_tensorflow.fit import Arrays, fit_trial
+
+    data = arrays(cleaned)
+    huge = Arrays(
+        data.x_train * 1e30, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test
+    )
+    spec = ModelSpec(MLP, input_dim=data.x_train.shape[1], outputs=3, depth=1, width=16)
+    wild = Hyperparams(10.0, 16, 1, 16, 0.0, 1e-5, "sgd", "relu")
+    with pytest.raises(Diverged, match="training loss became nan"):
+        fit_trial(
+            optuna.trial.FixedTrial({}, number=0),
+            wild,
+            spec,
+            data=huge,
+            task="classification",
+            metric="val/accuracy",
+            epochs=3,
+            patience=5,
+            seed=1,
+            trial_dir=tmp_path,
+        )
+
+
+def test_tfmd_schema_keeps_bakeoff_columns_out_of_the_features(cleaned):
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.train_tensorflow.tfx_schema import tfmd_schema
+
+    proto = tfmd_schema(cleaned.schema)
+    by_name = {feature.name: feature for feature in proto.feature}
+    assert by_name["x1"].type == schema_pb2.FLOAT
+    assert by_name["x1"].float_domain.max == pytest.approx(cleaned.schema.columns["x1"].maximum)
+    assert by_name["colour"].type == schema_pb2.BYTES
+    assert by_name["label"].int_domain.max == 2
+    assert by_name["_row_key"].lifecycle_stage == schema_pb2.DEBUG_ONLY
+
+
+def test_parquet_executor_keeps_zeros():
+    from components.train_tensorflow.parquet_executor import to_example
+
+    example = to_example({"x": 0.0, "n": 0, "s": "", "missing": None})
+    feature = example.features.feature
+    assert list(feature["x"].float_list.value) == [0.0]
+    assert list(feature["n"].int64_list.value) == [0]
+    assert list(feature["s"].bytes_list.value) == [b""]
+    assert feature["missing"].WhichOneof("kind") is None
+
+
+def test_encode_layout():
+    constants = {
+        "numeric": ["a"],
+        "categorical": ["c"],
+        "stats": {"a": {"mean": 1.0, "scale": 2.0}},
+        "impute": {"a": 5.0, "c": "x"},
+        "vocabularies": {"c": ["x", "y"]},
+    }
+    frame = pd.DataFrame({"a": [3.0, np.nan], "c": ["y", "zz"]})
+    np.testing.assert_allclose(features.encode(frame, constants), [[1.0, 0, 1, 0], [2.0, 0, 0, 1]])
+    assert features.input_dim(constants) == 4
