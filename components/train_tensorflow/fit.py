@@ -7,6 +7,7 @@ into memory; the benchmark calls it the same way outside TFX.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,13 @@ def compile_model(spec: ModelSpec, hyper: Hyperparams, task: str) -> Any:
     else:
         loss, metrics = "mse", [k.metrics.RootMeanSquaredError(name="rmse")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    # Profiling: the first fit in a process spent ~10 s in AutoGraph converting
+    # tf_keras' train_step and test_step, which have no tensor-dependent Python
+    # control flow to convert. tf.function still traces them.
+    import tensorflow as tf
+
+    model.train_step = tf.autograph.experimental.do_not_convert(model.train_step)
+    model.test_step = tf.autograph.experimental.do_not_convert(model.test_step)
     return model
 
 
@@ -91,11 +99,16 @@ def fit_trial(
     monitor = keras_metric(metric)
     mode = "max" if search.direction(metric) == "maximize" else "min"
     history: dict[str, list[float]] = {}
+    epoch_seconds: list[float] = []
 
     class _Epochs(k.callbacks.Callback):  # type: ignore[name-defined]
         """Records ``split/metric`` values per epoch and stops on a NaN loss."""
 
+        def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            self.began = time.perf_counter()
+
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            epoch_seconds.append(time.perf_counter() - self.began)
             named = {_tracked(name): float(value) for name, value in (logs or {}).items()}
             for name, value in named.items():
                 history.setdefault(name, []).append(value)
@@ -104,6 +117,7 @@ def fit_trial(
             if not math.isfinite(named.get("train/loss", 0.0)):
                 self.model.stop_training = True
 
+    started = time.perf_counter()
     model.fit(
         data.x_train,
         data.y_train,
@@ -119,6 +133,7 @@ def fit_trial(
             ),
         ],
     )
+    fit_seconds = time.perf_counter() - started
     losses = history.get("train/loss", [])
     if not losses or not all(math.isfinite(value) for value in losses):
         raise Diverged(
@@ -129,7 +144,24 @@ def fit_trial(
     trial_dir.mkdir(parents=True, exist_ok=True)
     path = trial_dir / f"trial-{trial.number:04d}.keras"
     model.save(path)
-    return TrialResult(value=float(best), epochs=len(losses), model_path=path, history=history)
+    return TrialResult(
+        value=float(best),
+        epochs=len(losses),
+        model_path=path,
+        history=history,
+        fit_seconds=fit_seconds,
+        examples_per_s=steady_rate(len(data.x_train), epoch_seconds),
+    )
+
+
+def steady_rate(rows: int, epoch_seconds: list[float]) -> float:
+    """Training examples per second at steady state: rows over the median epoch time.
+
+    The first epoch also traces the training graph; it is left out when there
+    are later ones, so that two runs compare their training, not their warm-up.
+    """
+    steady = sorted(epoch_seconds[1:] or epoch_seconds)
+    return rows / steady[len(steady) // 2]
 
 
 def _tracked(keras_name: str) -> str:

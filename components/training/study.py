@@ -39,6 +39,8 @@ class TrialResult:
     epochs: int
     model_path: Path
     history: dict[str, list[float]] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    examples_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ def run_study(plan: StudyPlan, tuning: TuningParams, fit: Fit) -> StudyOutcome:
             mlflow.set_tag(tracking.TAG_STATE, "COMPLETE")
             trial.set_user_attr("model_path", str(result.model_path))
             trial.set_user_attr("epochs", result.epochs)
+            trial.set_user_attr("fit_seconds", result.fit_seconds)
+            trial.set_user_attr("examples_per_s", result.examples_per_s)
+            mlflow.log_metric("train/examples_per_s", result.examples_per_s)
             return result.value
 
     started = time.perf_counter()
