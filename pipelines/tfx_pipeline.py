@@ -43,6 +43,7 @@ class PipelineConfig:
     constants: dict[str, Any]
     trainer: dict[str, Any]
     thresholds: EvalThresholds
+    transform_code: str = ""
     enable_cache: bool = True
     beam_args: tuple[str, ...] = field(
         default=("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -93,13 +94,13 @@ def _eval_config(thresholds: EvalThresholds) -> Any:
 
 def create_pipeline(config: PipelineConfig) -> Any:
     """Build the pipeline; nothing runs until a runner runs it."""
+    from tfx import v1 as tfx
     from tfx.components import FileBasedExampleGen
     from tfx.dsl.components.base import executor_spec
 
     from components.train_tensorflow import parquet_executor
     from components.train_tensorflow.baseline import PreviousBlessedModelStrategy
     from components.train_tensorflow.gate import AnomaliesGate
-    from tfx import v1 as tfx
 
     example_gen = FileBasedExampleGen(
         input_base=str(config.data_dir),
@@ -120,7 +121,7 @@ def create_pipeline(config: PipelineConfig) -> Any:
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         module_file=str(TRANSFORM_MODULE),
-        custom_config={"constants": config.constants},
+        custom_config={"constants": config.constants, "code": config.transform_code},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
     )
     transform.add_upstream_node(gate)  # nothing is transformed unless the data passed validation

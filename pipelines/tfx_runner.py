@@ -20,6 +20,7 @@ class RunReport:
 
     run_id: str
     states: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
     blessed: bool | None = None
     pushed_uri: str | None = None
@@ -68,6 +69,8 @@ def last_run(metadata: Path) -> RunReport:
         )
         node = node.split(".", 1)[-1]
         report.states[node] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        elapsed = execution.last_update_time_since_epoch - execution.create_time_since_epoch
+        report.seconds[node] = round(elapsed / 1000, 2)
         outputs = [
             event.artifact_id
             for event in store.get_events_by_execution_ids([execution.id])

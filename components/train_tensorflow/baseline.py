@@ -9,9 +9,8 @@ run's, and still compares a new model with the last blessed one.
 
 from typing import Any
 
-from tfx.dsl.components.common import resolver
-
 from tfx import types
+from tfx.dsl.components.common import resolver
 
 CURRENT_MODEL_ID = "current_model_id"
 BLESSED = "blessed"

@@ -6,10 +6,9 @@ annotations as objects to build the component.
 
 import os
 
+from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies
-
-from tfx import v1 as tfx
 
 
 class AnomaliesFound(RuntimeError):
