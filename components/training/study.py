@@ -113,7 +113,11 @@ def run_study(plan: StudyPlan, tuning: TuningParams, fit: Fit) -> StudyOutcome:
         )
         trial.set_user_attr("parameters", parameter_count(spec))
         with tracking.trial_run(
-            study=plan.name, trial=trial.number, framework=plan.framework, params=trial.params
+            study=plan.name,
+            trial=trial.number,
+            framework=plan.framework,
+            params=trial.params,
+            finished_on=(optuna.TrialPruned,),
         ):
             mlflow.log_metric("parameters", parameter_count(spec))
             try:

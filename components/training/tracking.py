@@ -92,12 +92,29 @@ def parent_run(
 
 @contextmanager
 def trial_run(
-    *, study: str, trial: int, framework: str, params: Mapping[str, Any]
+    *,
+    study: str,
+    trial: int,
+    framework: str,
+    params: Mapping[str, Any],
+    finished_on: tuple[type[BaseException], ...] = (),
 ) -> Iterator[Any]:
-    """A nested run for one Optuna trial, with its hyperparameters."""
+    """A nested run for one Optuna trial, with its hyperparameters.
+
+    The run ends FAILED if the block raises, except for ``finished_on``
+    exceptions (a pruned trial ran as intended): those end it FINISHED.
+    """
     import mlflow
 
     tags = {TAG_STUDY: study, TAG_TRIAL: str(trial), TAG_FRAMEWORK: framework}
-    with mlflow.start_run(run_name=f"trial {trial}", nested=True, tags=tags) as run:
+    run = mlflow.start_run(run_name=f"trial {trial}", nested=True, tags=tags)
+    try:
         mlflow.log_params(dict(params))
         yield run
+    except finished_on:
+        mlflow.end_run("FINISHED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")

@@ -146,3 +146,19 @@ def test_bad_tuning_params_name_the_key(raw, message):
 
     with pytest.raises(ParamsError, match=message):
         TuningParams.from_section(raw)
+
+
+def test_a_pruned_trial_run_ends_finished_and_the_parent_stays_open(tmp_path):
+    def fit(trial, hyper, spec):
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        return TrialResult(value=0.5, epochs=1, model_path=Path("m"))
+
+    with mlflow.start_run() as parent:
+        outcome = run_study(plan(tmp_path), tuning(trials=2), fit)
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+    assert outcome.counts["pruned"] == 1
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    pruned = children[children["tags.bakeoff.trial_state"] == "PRUNED"]
+    assert pruned["status"].tolist() == ["FINISHED"]
+    assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
