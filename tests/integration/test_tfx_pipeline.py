@@ -136,3 +136,17 @@ def test_anomalies_stop_the_pipeline_naming_the_feature(trained):
     assert line.startswith("bakeoff train: error: ExampleValidator found ")
     assert "feature 'pixel_3_3': Out-of-range values" in line
     assert len(list((repo / "models/tensorflow").iterdir())) == 1
+
+
+def test_a_model_below_the_threshold_is_not_pushed(trained):
+    repo, _ = trained
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train_tensorflow"]["min_accuracy"] = 0.9999
+    (repo / "strict.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    strict = [*TRAIN, "--schema", "schemas/digits.yaml"]
+    strict[strict.index("params.yaml")] = "strict.yaml"
+    result = run(strict, repo)
+    assert "not blessed, not pushed" in result.stdout
+    metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
+    assert metrics["blessed"] is False and metrics["pushed"] is False
+    assert len(list((repo / "models/tensorflow").iterdir())) == 1

@@ -7,10 +7,10 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
-import optuna
 from components.clean.core import CleanParams, clean
 from components.training import features
 from components.training.search import Hyperparams
