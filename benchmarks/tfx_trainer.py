@@ -9,8 +9,8 @@ each in a fresh process. Reports:
   triggers) and of a bare ``model.fit`` on the same arrays; their ratio (goal
   >= 0.9), at steady state (median epoch after the first, which traces the
   graph) and over the whole fit;
-- the pipeline's fixed overhead: the ``bakeoff train`` process's wall time minus
-  its training time;
+- the pipeline's fixed overhead: the stage's wall time (``dvc repro`` of
+  ``train@tensorflow``) minus its training time;
 - the wall time of a rerun with unchanged inputs (every component cached).
 
     .venv/bin/python benchmarks/tfx_trainer.py [--epochs 20]
@@ -67,27 +67,10 @@ def prepare(folder: Path, epochs: int) -> None:
 
 
 def pipeline_run(repo: Path) -> tuple[float, dict]:
-    """Wall time of one ``bakeoff train`` process and the metrics it wrote."""
+    """Wall time of the stage (``dvc repro --force -s train@tensorflow``) and its metrics."""
     started = time.perf_counter()
     subprocess.run(
-        [
-            "bakeoff",
-            "train",
-            "--framework",
-            "tensorflow",
-            "--params",
-            "params.yaml",
-            "--data-dir",
-            "data/clean",
-            "--preprocessing",
-            "data/clean/preprocessing.json",
-            "--schema",
-            "schemas/digits.yaml",
-            "--model-dir",
-            "models/tensorflow",
-            "--metrics",
-            "metrics/tensorflow.json",
-        ],
+        ["dvc", "repro", "--force", "--single-item", "train@tensorflow"],
         cwd=repo,
         env=_env(),
         check=True,
