@@ -40,7 +40,9 @@ def keras_metric(metric: str) -> str:
     return name if split == "train" else f"{split}_{name}"
 
 
-def compile_model(spec: ModelSpec, hyper: Hyperparams, task: str) -> Any:
+def compile_model(
+    spec: ModelSpec, hyper: Hyperparams, task: str, target: tuple[float, float] | None = None
+) -> Any:
     """Build and compile the model of one trial.
 
     Weight decay means the same in both frameworks: ``adamw`` decays decoupled
@@ -49,7 +51,7 @@ def compile_model(spec: ModelSpec, hyper: Hyperparams, task: str) -> Any:
     """
     k = keras()
     coupled = hyper.weight_decay if hyper.optimizer in ("adam", "sgd") else 0.0
-    model = build_model(spec, task, l2=coupled / 2)
+    model = build_model(spec, task, l2=coupled / 2, target=target)
     if hyper.optimizer == "adamw":
         optimizer = k.optimizers.AdamW(
             learning_rate=hyper.learning_rate, weight_decay=hyper.weight_decay
@@ -89,13 +91,14 @@ def fit_trial(
     seed: int,
     trial_dir: Path,
     log_epoch: Any = None,
+    target: tuple[float, float] | None = None,
 ) -> TrialResult:
     """Train one trial's model with pruning and early stopping; save it; return its best value."""
     from optuna_integration.tfkeras import TFKerasPruningCallback
 
     k = keras()
     k.utils.set_random_seed(seed + trial.number)
-    model = compile_model(spec, hyper, task)
+    model = compile_model(spec, hyper, task, target)
     monitor = keras_metric(metric)
     mode = "max" if search.direction(metric) == "maximize" else "min"
     history: dict[str, list[float]] = {}

@@ -14,12 +14,17 @@ def keras() -> Any:
     return tf_keras
 
 
-def build_model(spec: ModelSpec, task: str, l2: float = 0.0) -> Any:
+def build_model(
+    spec: ModelSpec, task: str, l2: float = 0.0, target: tuple[float, float] | None = None
+) -> Any:
     """A Keras model taking the dense preprocessed input vector (``input_dim`` floats).
 
     Classification ends in a softmax over ``spec.outputs`` classes, regression in
     one linear unit, both in float32 even under mixed precision. ``l2`` penalises
-    every weight and bias (see ``fit.compile_model``).
+    every weight and bias (see ``fit.compile_model``). ``target`` (the train
+    split's label mean and deviation) makes a regression head predict
+    ``mean + std * z``, so the network learns a standardised target while the
+    model still answers in the label's units; it adds no parameters.
     """
     k = keras()
     penalty = (
@@ -50,5 +55,9 @@ def build_model(spec: ModelSpec, task: str, l2: float = 0.0) -> Any:
             spec.outputs, activation="softmax", name="probabilities", dtype="float32", **penalty
         )(x)
     else:
-        outputs = k.layers.Dense(1, name="value", dtype="float32", **penalty)(x)
+        outputs = k.layers.Dense(1, dtype="float32", **penalty)(x)
+        mean, std = target or (0.0, 1.0)
+        outputs = k.layers.Rescaling(std or 1.0, offset=mean, name="value", dtype="float32")(
+            outputs
+        )
     return k.Model(inputs, outputs)

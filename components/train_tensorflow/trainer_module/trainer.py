@@ -86,6 +86,9 @@ def run_fn(fn_args: Any) -> None:
         seed=tuning.seed,
         trial_dir=plan.trial_dir,
         log_epoch=lambda values, epoch: mlflow.log_metrics(values, step=epoch),
+        target=(constants["label"]["mean"], constants["label"]["std"])
+        if task == "regression"
+        else None,
     )
     parent = os.environ.get(PARENT_RUN_ENV)
     with (
