@@ -161,3 +161,52 @@ def test_encode_layout():
     frame = pd.DataFrame({"a": [3.0, np.nan], "c": ["y", "zz"]})
     np.testing.assert_allclose(features.encode(frame, constants), [[1.0, 0, 1, 0], [2.0, 0, 0, 1]])
     assert features.input_dim(constants) == 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"threads": -1}, "train_tensorflow.threads: expected a number >= 0.0; found -1"),
+        (
+            {"mixed_precision": "yes"},
+            "train_tensorflow.mixed_precision: expected true or false; found 'yes'",
+        ),
+        (
+            {"min_accuracy": "high"},
+            "train_tensorflow.min_accuracy: expected a number >= 0.0; found 'high'",
+        ),
+        ({"cache": 1}, "train_tensorflow.cache: expected true or false; found 1"),
+    ],
+)
+def test_bad_tensorflow_params_name_the_key(raw, message):
+    from components.errors import ParamsError
+    from components.train_tensorflow.cli import TensorflowParams
+
+    with pytest.raises(ParamsError, match=message):
+        TensorflowParams.from_section(raw)
+
+
+def test_a_cnn_without_image_features_is_refused(tmp_path, cleaned):
+    import argparse
+    import json
+
+    import yaml
+
+    from components.errors import ParamsError
+    from components.train_tensorflow.cli import run as train
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"architecture": "cnn"}}))
+    (tmp_path / "pre.json").write_text(json.dumps(cleaned.preprocessing))
+    args = argparse.Namespace(
+        params=str(tmp_path / "params.yaml"),
+        data_dir=str(tmp_path),
+        preprocessing=str(tmp_path / "pre.json"),
+        schema="unused.yaml",
+        model_dir=str(tmp_path / "m"),
+        metrics=str(tmp_path / "m.json"),
+    )
+    with pytest.raises(
+        ParamsError,
+        match=r"train.architecture: cnn needs image features \(ingest.image_shape\); found none",
+    ):
+        train(args)
