@@ -1,4 +1,8 @@
-"""The ingest and clean stages through real ``dvc repro`` on a throwaway copy of the repository."""
+"""The ingest and clean stages through real ``dvc repro clean`` on a throwaway copy of the repository.
+
+Each ``dvc repro`` names the ``clean`` stage: the training stages after it have
+their own tests.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def splits_by_key(repo: Path) -> pd.Series:
 
 
 def test_repro_on_the_default_data_is_reproducible(repo):
-    first = run(["dvc", "repro"], repo)
+    first = run(["dvc", "repro", "clean"], repo)
     assert "Running stage 'ingest'" in first.stdout
     assert "Running stage 'clean'" in first.stdout
     report = json.loads((repo / "reports/data_quality.json").read_text())
@@ -57,29 +61,29 @@ def test_repro_on_the_default_data_is_reproducible(repo):
     assert report["rows"]["train"] + report["rows"]["val"] + report["rows"]["test"] == 1797
     produced = contents(repo, OUTPUTS)
 
-    again = run(["dvc", "repro"], repo)
+    again = run(["dvc", "repro", "clean"], repo)
     assert "Running stage" not in again.stdout
     assert contents(repo, OUTPUTS) == produced
 
-    forced = run(["dvc", "repro", "--force"], repo)
+    forced = run(["dvc", "repro", "--force", "clean"], repo)
     assert "Running stage 'ingest'" in forced.stdout
     assert contents(repo, OUTPUTS) == produced, "the same source must give byte-identical outputs"
-    assert "up to date" in run(["dvc", "status"], repo).stdout
+    assert "up to date" in run(["dvc", "status", "--with-deps", "clean"], repo).stdout
 
 
 def test_a_new_landing_batch_changes_the_manifest_and_keeps_every_rows_split(repo):
     landing = use_landing(repo)
     tiny_frame(400, seed=1).to_csv(landing / "batch-001.csv", index=False)
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "clean"], repo)
     manifest = json.loads((repo / "data/raw/manifest.json").read_text())
     assert [f["path"] for f in manifest["files"]] == ["data/landing/batch-001.csv"]
     assert (repo / "schemas/tiny.yaml").exists()
     before = splits_by_key(repo)
 
     tiny_frame(300, seed=2).to_csv(landing / "batch-002.csv", index=False)
-    status = run(["dvc", "status"], repo).stdout
+    status = run(["dvc", "status", "--with-deps", "clean"], repo).stdout
     assert "ingest" in status and "data/landing" in status
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "clean"], repo)
     changed = json.loads((repo / "data/raw/manifest.json").read_text())
     assert changed != manifest
     assert [f["path"] for f in changed["files"]][-1] == "data/landing/batch-002.csv"
@@ -93,11 +97,11 @@ def test_a_new_landing_batch_changes_the_manifest_and_keeps_every_rows_split(rep
 def test_a_failed_stage_leaves_the_last_good_outputs(repo):
     landing = use_landing(repo)
     tiny_frame(400, seed=1).to_csv(landing / "batch-001.csv", index=False)
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "clean"], repo)
     good = contents(repo, [*OUTPUTS, "dvc.lock", "schemas/tiny.yaml"])
 
     (landing / "batch-002.csv").write_text("x1,x2,colour,label\n1,2,red,0\n1,2,3,4,5,6\n")
-    failed = run(["dvc", "repro"], repo, check=False)
+    failed = run(["dvc", "repro", "clean"], repo, check=False)
     assert failed.returncode != 0
     assert (
         "bakeoff ingest: error: data/landing/batch-002.csv: unreadable: Error tokenizing data"
@@ -109,14 +113,14 @@ def test_a_failed_stage_leaves_the_last_good_outputs(repo):
 def test_schema_drift_stops_clean_with_one_line(repo):
     landing = use_landing(repo)
     tiny_frame(400, seed=1).to_csv(landing / "batch-001.csv", index=False)
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "clean"], repo)
     clean_outputs = [path for path in OUTPUTS if not path.startswith("data/raw")]
     good = contents(repo, clean_outputs)
 
     tiny_frame(50, seed=3).assign(extra=np.arange(50)).to_csv(
         landing / "batch-002.csv", index=False
     )
-    failed = run(["dvc", "repro"], repo, check=False)
+    failed = run(["dvc", "repro", "clean"], repo, check=False)
     assert failed.returncode != 0
     errors = [
         line for line in failed.stderr.splitlines() if line.startswith("bakeoff clean: error:")
@@ -132,10 +136,10 @@ def test_schema_drift_stops_clean_with_one_line(repo):
 def test_too_many_bad_rows_stop_clean(repo):
     landing = use_landing(repo)
     tiny_frame(400, seed=1).to_csv(landing / "batch-001.csv", index=False)
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "clean"], repo)
     good = contents(repo, [path for path in OUTPUTS if not path.startswith("data/raw")])
     tiny_frame(100, seed=4).assign(label=7).to_csv(landing / "batch-002.csv", index=False)
-    failed = run(["dvc", "repro"], repo, check=False)
+    failed = run(["dvc", "repro", "clean"], repo, check=False)
     assert "quarantine share 20.0% is above clean.max_quarantine_share 10.0%" in failed.stderr
     assert "unknown_label: 100" in failed.stderr
     assert contents(repo, list(good)) == good
