@@ -354,7 +354,7 @@ def _quarantine(raw: pd.DataFrame, violations: pd.DataFrame, dropped: np.ndarray
     )
     joined = text.groupby(reasons["row"]).agg("; ".join)
     quarantined = raw.loc[dropped].copy()
-    quarantined["_reason"] = joined.reindex(dropped).to_numpy()
+    quarantined[kinds.REASON] = joined.reindex(dropped).to_numpy()
     return quarantined.reset_index(drop=True)
 
 

@@ -73,11 +73,6 @@ class StudyOutcome:
 Fit = Callable[[optuna.Trial, Hyperparams, ModelSpec], TrialResult]
 
 
-def storage_url(storage: str, root: Path) -> str:
-    """An Optuna storage URL with a relative ``sqlite:///`` path made absolute against ``root``."""
-    return tracking.tracking_uri(storage, root)
-
-
 def run_study(plan: StudyPlan, tuning: TuningParams, fit: Fit) -> StudyOutcome:
     """Run (or resume) the study until its trial budget is spent; return the best trial.
 

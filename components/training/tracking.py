@@ -73,24 +73,6 @@ def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
 
 
 @contextmanager
-def parent_run(
-    *, stage: str, framework: str, commit: str, data: str, extra: Mapping[str, str] | None = None
-) -> Iterator[Any]:
-    """The stage execution's run; failed if the block raises."""
-    import mlflow
-
-    tags = {
-        TAG_STAGE: stage,
-        TAG_FRAMEWORK: framework,
-        TAG_COMMIT: commit,
-        TAG_DATA_HASH: data,
-        **(extra or {}),
-    }
-    with mlflow.start_run(run_name=f"{stage} {commit[:8]}", tags=tags) as run:
-        yield run
-
-
-@contextmanager
 def trial_run(
     *,
     study: str,
