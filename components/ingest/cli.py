@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from components.ingest.core import IngestParams, ingest, manifest
+from components.ingest.sources import sha256_of
 from components.outputs import staged_outputs
 from components.params import load_params, section
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
     with staged_outputs() as outputs:
         snapshot_tmp = outputs.path_for(args.snapshot)
         snapshot.frame.to_parquet(snapshot_tmp, index=False, engine="pyarrow")
-        digest = hashlib.sha256(snapshot_tmp.read_bytes()).hexdigest()
+        digest = sha256_of(snapshot_tmp)
         written = manifest(
             snapshot, Path(args.snapshot).as_posix(), digest, _ingested_at(manifest_path, digest)
         )

@@ -48,7 +48,6 @@ def run_fn(fn_args: Any) -> None:
     from components.train_tensorflow.model import keras
     from components.train_tensorflow.serving import save_serving_model
     from components.training import study as studies
-    from components.training import tracking
     from components.training.search import TuningParams
 
     config = fn_args.custom_config
@@ -125,13 +124,10 @@ def run_fn(fn_args: Any) -> None:
         save_serving_model(
             model, tft_output, constants["label"]["name"], task, Path(fn_args.serving_model_dir)
         )
-        for folder in (fn_args.serving_model_dir, fn_args.model_run_dir):
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            (Path(folder) / "summary.json").write_text(
-                json.dumps(summary, indent=2, sort_keys=True, default=str)
-            )
-        tracking_tags = {tracking.TAG_STUDY: plan.name, tracking.TAG_BEST: str(outcome.best.number)}
-        mlflow.set_tags(tracking_tags)
+        # Pushed with the model; the stage reads the metrics file from it.
+        (Path(fn_args.serving_model_dir) / "summary.json").write_text(
+            json.dumps(summary, indent=2, sort_keys=True, default=str)
+        )
 
 
 def _log_model(model: Any, example: np.ndarray) -> None:
