@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,32 @@ def fraction(value: Any, key: str, path: str = "params.yaml") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ParamsError(key, f"expected a number from 0 to 1; found {value!r}", path)
     return float(value)
+
+
+def number(value: Any, key: str, minimum: float, *, finite: bool = False) -> float:
+    """Check that ``value`` is a number >= ``minimum`` (and finite, if asked)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (finite and not math.isfinite(value))
+        or value < minimum
+    ):
+        raise ParamsError(key, f"expected a number >= {minimum}; found {value!r}")
+    return float(value)
+
+
+def whole(value: Any, key: str, minimum: int) -> int:
+    """Check that ``value`` is a whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParamsError(key, f"expected a whole number >= {minimum}; found {value!r}")
+    return value
+
+
+def flag(value: Any, key: str) -> bool:
+    """Check that ``value`` is true or false."""
+    if not isinstance(value, bool):
+        raise ParamsError(key, f"expected true or false; found {value!r}")
+    return value
 
 
 def names(value: Any, key: str, path: str = "params.yaml") -> tuple[str, ...] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ from components.clean import checks, preprocessing, split
 from components.clean.schema import DataSchema, Drift, find_drift, infer_schema
 from components.columns import ROW_KEY, SOURCE_FILE, SOURCE_ROW
 from components.errors import DataError, ParamsError
-from components.params import choice, fraction, names
+from components.params import choice, flag, fraction, names, number
 
 DROP, IMPUTE, CLIP, FAIL, KEEP = "drop", "impute", "clip", "fail", "keep"
 POLICIES: dict[str, tuple[str, ...]] = {
@@ -60,26 +59,15 @@ class CleanParams:
         )
         if min(spec.train, spec.val, spec.test) <= 0:
             raise ParamsError("clean.split", "expected train, val and test fractions above 0")
-        margin = raw.get("range_margin", 0.0)
-        if (
-            isinstance(margin, bool)
-            or not isinstance(margin, (int, float))
-            or not math.isfinite(margin)
-            or margin < 0
-        ):
-            raise ParamsError("clean.range_margin", f"expected a number >= 0; found {margin!r}")
-        drift = raw.get("allow_schema_drift", False)
-        if not isinstance(drift, bool):
-            raise ParamsError(
-                "clean.allow_schema_drift", f"expected true or false; found {drift!r}"
-            )
         return cls(
             policies=policies,
             max_quarantine_share=fraction(
                 raw.get("max_quarantine_share", 0.1), "clean.max_quarantine_share"
             ),
-            allow_schema_drift=drift,
-            range_margin=float(margin),
+            allow_schema_drift=flag(
+                raw.get("allow_schema_drift", False), "clean.allow_schema_drift"
+            ),
+            range_margin=number(raw.get("range_margin", 0.0), "clean.range_margin", 0, finite=True),
             split=spec,
             key=names(shares.get("key", "auto"), "clean.split.key"),
         )

@@ -14,7 +14,7 @@ from typing import Any
 from components.clean.schema import load_schema
 from components.errors import ParamsError
 from components.outputs import staged_outputs
-from components.params import load_params, section
+from components.params import flag, load_params, number, section
 from components.training import tracking
 from components.training.search import TuningParams
 from components.training.spec import CNN, MLP
@@ -39,30 +39,20 @@ class TensorflowParams:
     def from_section(cls, raw: dict[str, Any]) -> TensorflowParams:
         """Check and unpack the raw ``train_tensorflow`` mapping."""
 
-        def number(key: str, default: float, low: float = 0.0) -> float:
-            value = raw.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-                raise ParamsError(
-                    f"train_tensorflow.{key}", f"expected a number >= {low}; found {value!r}"
-                )
-            return float(value)
+        def threshold(key: str, default: float) -> float:
+            return number(raw.get(key, default), f"train_tensorflow.{key}", 0.0)
 
-        def flag(key: str, default: bool) -> bool:
-            value = raw.get(key, default)
-            if not isinstance(value, bool):
-                raise ParamsError(
-                    f"train_tensorflow.{key}", f"expected true or false; found {value!r}"
-                )
-            return value
+        def switch(key: str, default: bool) -> bool:
+            return flag(raw.get(key, default), f"train_tensorflow.{key}")
 
         return cls(
             pipeline_dir=str(raw.get("pipeline_dir", "tfx")),
-            threads=int(number("threads", 0)),
-            mixed_precision=flag("mixed_precision", False),
-            min_accuracy=number("min_accuracy", 0.5),
-            max_rmse=number("max_rmse", 1e12),
-            max_drop=number("max_drop", 0.01),
-            cache=flag("cache", True),
+            threads=int(threshold("threads", 0)),
+            mixed_precision=switch("mixed_precision", False),
+            min_accuracy=threshold("min_accuracy", 0.5),
+            max_rmse=threshold("max_rmse", 1e12),
+            max_drop=threshold("max_drop", 0.01),
+            cache=switch("cache", True),
         )
 
 

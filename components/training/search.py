@@ -12,7 +12,7 @@ from typing import Any, Literal
 import optuna
 
 from components.errors import ParamsError
-from components.params import choice
+from components.params import choice, number, whole
 from components.training.spec import CNN, MLP, ModelSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -76,11 +76,11 @@ class TuningParams:
             architecture=None
             if architecture == "auto"
             else choice(architecture, "train.architecture", (MLP, CNN, "auto")),
-            seed=_int(raw.get("seed", 42), "train.seed", 0),
-            trials=_int(raw.get("trials", 20), "train.trials", 1),
-            timeout_s=None if timeout is None else float(_number(timeout, "train.timeout_s", 1)),
-            epochs=_int(raw.get("epochs", 30), "train.epochs", 1),
-            patience=_int(raw.get("patience", 5), "train.patience", 1),
+            seed=whole(raw.get("seed", 42), "train.seed", 0),
+            trials=whole(raw.get("trials", 20), "train.trials", 1),
+            timeout_s=None if timeout is None else float(number(timeout, "train.timeout_s", 1)),
+            epochs=whole(raw.get("epochs", 30), "train.epochs", 1),
+            patience=whole(raw.get("patience", 5), "train.patience", 1),
             pruner=choice(raw.get("pruner", "median"), "train.pruner", PRUNERS),
             storage=str(raw.get("storage", "sqlite:///optuna/studies.db")),
             tracking_uri=str(raw.get("tracking_uri", "sqlite:///mlflow/mlflow.db")),
@@ -178,18 +178,6 @@ def _metric(value: Any) -> str:
             "train.metric",
             f"expected 'auto' or a val/ metric such as val/accuracy; found {value!r}",
         )
-    return value
-
-
-def _number(value: Any, key: str, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ParamsError(key, f"expected a number >= {minimum}; found {value!r}")
-    return float(value)
-
-
-def _int(value: Any, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ParamsError(key, f"expected a whole number >= {minimum}; found {value!r}")
     return value
 
 
