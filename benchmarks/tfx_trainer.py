@@ -119,7 +119,7 @@ spec = ModelSpec("mlp", x.shape[1], len(c["label"]["classes"]), 2, 128, "relu", 
 from components.train_tensorflow.model import keras
 keras().utils.set_random_seed(42)
 model = compile_model(spec, hyper, c["task"])
-from components.train_tensorflow.fit import steady_rate
+from components.training.study import steady_rate
 k = keras()
 epochs = []
 class Timer(k.callbacks.Callback):

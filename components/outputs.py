@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,3 +82,27 @@ def staged_outputs() -> Iterator[StagedOutputs]:
         staged.discard()
         raise
     staged.commit()
+
+
+@contextmanager
+def staged_directory(target: str | Path) -> Iterator[Path]:
+    """A fresh folder to fill in the block; it replaces ``target`` only if the block succeeds.
+
+    The old folder is moved aside, the new one moved in, and only then the old
+    one deleted, so at every moment one complete version is in place or aside.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.chmod(staging, 0o777 & ~_umask())
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)

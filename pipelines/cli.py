@@ -12,7 +12,7 @@ from components.errors import BakeoffError
 def _parser() -> argparse.ArgumentParser:
     from components.clean import cli as clean_cli
     from components.ingest import cli as ingest_cli
-    from components.train_tensorflow import cli as train_cli
+    from components.training import cli as train_cli
     from pipelines import runner, ui
 
     parser = argparse.ArgumentParser(

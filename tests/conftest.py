@@ -35,6 +35,24 @@ def frame() -> pd.DataFrame:
     return tiny_frame()
 
 
+@pytest.fixture(scope="module")
+def cleaned():
+    """The tiny table through the clean stage's core: splits and preprocessing constants."""
+    from components.clean.core import CleanParams, clean
+
+    frame = tiny_frame(300).assign(_source_file="t.csv", _source_row=range(1, 301))
+    frame.loc[3, "x1"] = np.nan  # imputed by clean; at serving a gap is filled the same way
+    manifest = {
+        "label": "label",
+        "task": "classification",
+        "features": ["x1", "x2", "colour"],
+        "dataset": "tiny",
+    }
+    return clean(
+        frame, manifest, None, CleanParams.from_section({}), snapshot_name="s", schema_name="t"
+    )
+
+
 def stage_env() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's scripts first, no DVC analytics."""
     env = dict(os.environ)

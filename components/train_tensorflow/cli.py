@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from components.clean.schema import load_schema
-from components.errors import ParamsError
 from components.outputs import staged_outputs
 from components.params import flag, load_params, number, section
 from components.training import tracking
+from components.training.cli import architecture_for, code_hash, cpu_threads, study_name
 from components.training.search import TuningParams
-from components.training.spec import CNN, MLP
 
 FRAMEWORK = "tensorflow"
 CODE_PACKAGES = ("training", "train_tensorflow")
@@ -56,35 +55,6 @@ class TensorflowParams:
         )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the stage's options (paths match dvc.yaml)."""
-    parser.add_argument(
-        "--framework", required=True, choices=(FRAMEWORK,), help="which trainer to run"
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="params file with 'train' and 'train_<framework>'"
-    )
-    parser.add_argument(
-        "--data-dir", required=True, help="folder of the clean train/val/test.parquet"
-    )
-    parser.add_argument(
-        "--preprocessing", required=True, help="the shared preprocessing constants (JSON)"
-    )
-    parser.add_argument("--schema", required=True, help="the project's data schema (YAML)")
-    parser.add_argument("--model-dir", required=True, help="folder the blessed model is pushed to")
-    parser.add_argument("--metrics", required=True, help="JSON metrics file to write")
-
-
-def code_hash(root: Path) -> str:
-    """A hash of the training code, so TFX's cache notices when it changes."""
-    digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        for path in sorted((root / "components" / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def run(args: argparse.Namespace) -> None:
     """Build the pipeline from params, run it, and write the metrics file."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFX 1.16 and TF Transform need Keras 2
@@ -98,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
     tuning_raw = section(params, "train")
     tuning = TuningParams.from_section(tuning_raw)
     tf_params = TensorflowParams.from_section(params.get("train_tensorflow") or {})
-    _configure_threads(tf_params.threads)
+    _configure_threads(cpu_threads(tf_params.threads))
 
     from pipelines.tfx_pipeline import TRANSFORM_MODULE, EvalThresholds, PipelineConfig
     from pipelines.tfx_runner import run_pipeline
@@ -106,22 +76,15 @@ def run(args: argparse.Namespace) -> None:
     data_dir = Path(args.data_dir).resolve()
     constants = json.loads(Path(args.preprocessing).read_text(encoding="utf-8"))
     task = constants["task"]
-    architecture = tuning.architecture or (CNN if constants.get("image_shape") else MLP)
-    if architecture == CNN and not constants.get("image_shape"):
-        raise ParamsError(
-            "train.architecture", "cnn needs image features (ingest.image_shape); found none"
-        )
+    architecture = architecture_for(tuning, constants)
     metric = tuning.objective_metric(task)
     inputs = [data_dir / f"{split}.parquet" for split in ("train", "val", "test")] + [
         Path(args.preprocessing)
     ]
     data = tracking.data_hash(inputs)
-    code = code_hash(root)
-    fingerprint = hashlib.sha256(
-        json.dumps([data, tuning_raw, architecture, code], sort_keys=True, default=str).encode()
-    ).hexdigest()[:12]
+    code = code_hash(root, CODE_PACKAGES)
     dataset = constants.get("dataset") or "bakeoff"
-    study = f"{dataset}-{FRAMEWORK}-{fingerprint}"
+    study = study_name(dataset, FRAMEWORK, data, tuning_raw, architecture, code)
     pipeline_dir = (root / tf_params.pipeline_dir).resolve()
     schema_file = _schema_file(Path(args.schema), pipeline_dir / "schemas")
     storage = tracking.tracking_uri(tuning.storage, root)
@@ -204,7 +167,7 @@ def run(args: argparse.Namespace) -> None:
         | {"run": summary["trials_run"]},
         "best_trial": summary["best_trial"],
         "best_params": summary["best_params"],
-        "tfx_run_id": report.run_id,
+        "mlflow_run_id": parent.info.run_id,
         "component_seconds": report.seconds,
         "cached": report.fully_cached,
         "blessed": bool(report.blessed),

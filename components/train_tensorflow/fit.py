@@ -19,7 +19,7 @@ from components.train_tensorflow.model import build_model, keras
 from components.training import search
 from components.training.search import Hyperparams
 from components.training.spec import ModelSpec
-from components.training.study import Diverged, TrialResult
+from components.training.study import Diverged, TrialResult, steady_rate
 
 
 @dataclass(frozen=True)
@@ -155,16 +155,6 @@ def fit_trial(
         fit_seconds=fit_seconds,
         examples_per_s=steady_rate(len(data.x_train), epoch_seconds),
     )
-
-
-def steady_rate(rows: int, epoch_seconds: list[float]) -> float:
-    """Training examples per second at steady state: rows over the median epoch time.
-
-    The first epoch also traces the training graph; it is left out when there
-    are later ones, so that two runs compare their training, not their warm-up.
-    """
-    steady = sorted(epoch_seconds[1:] or epoch_seconds)
-    return rows / steady[len(steady) // 2]
 
 
 def _tracked(keras_name: str) -> str:

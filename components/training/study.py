@@ -9,6 +9,7 @@ choosing the best trial) is here, so both frameworks get exactly the same.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,76 +69,55 @@ class StudyOutcome:
     parameters: int
     counts: dict[str, int]
     seconds: float
+    ran: int = 0  # trials this call ran (0: the study had already spent its budget)
 
 
 Fit = Callable[[optuna.Trial, Hyperparams, ModelSpec], TrialResult]
 
 
-def run_study(plan: StudyPlan, tuning: TuningParams, fit: Fit) -> StudyOutcome:
+def run_study(
+    plan: StudyPlan,
+    tuning: TuningParams,
+    fit: Fit,
+    *,
+    workers: int = 1,
+    parent_run_id: str | None = None,
+) -> StudyOutcome:
     """Run (or resume) the study until its trial budget is spent; return the best trial.
 
     Finished trials in the storage count against the budget, so rerunning an
     interrupted stage runs only the trials still owed. Trials left RUNNING by an
     interrupted process are marked failed and retried from scratch.
+
+    With ``workers`` > 1, that many processes share the study through its
+    storage (Optuna's way to parallelise; threads would share one interpreter
+    lock). ``fit`` must then be picklable, and MLflow's tracking URI and
+    experiment must be in the environment (``MLFLOW_TRACKING_URI``,
+    ``MLFLOW_EXPERIMENT_ID``) for the workers' trial runs.
     """
-    import mlflow
-
-    direction = search.direction(plan.metric)
-    study = optuna.create_study(
-        study_name=plan.name,
-        storage=plan.storage,
-        direction=direction,
-        sampler=search.sampler(tuning),
-        pruner=search.pruner(tuning),
-        load_if_exists=True,
-    )
+    study = _load(plan, tuning)
     _fail_interrupted(study)
-    done = [
-        t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
-    ]
-    remaining = max(0, tuning.trials - len(done))
-
-    def objective(trial: optuna.Trial) -> float:
-        hyper = search.suggest(trial, tuning.space)
-        spec = search.model_spec(
-            hyper,
-            architecture=plan.architecture,
-            input_dim=plan.input_dim,
-            outputs=plan.outputs,
-            image_shape=plan.image_shape,
-        )
-        trial.set_user_attr("parameters", parameter_count(spec))
-        with tracking.trial_run(
-            study=plan.name,
-            trial=trial.number,
-            framework=plan.framework,
-            params=trial.params,
-            finished_on=(optuna.TrialPruned,),
-        ):
-            mlflow.log_metric("parameters", parameter_count(spec))
-            try:
-                result = fit(trial, hyper, spec)
-            except optuna.TrialPruned:
-                mlflow.set_tag(tracking.TAG_STATE, "PRUNED")
-                raise
-            except Diverged as err:
-                mlflow.set_tag(tracking.TAG_STATE, "FAIL")
-                mlflow.set_tag("bakeoff.failure", str(err))
-                raise
-            if not math.isfinite(result.value):
-                mlflow.set_tag(tracking.TAG_STATE, "FAIL")
-                raise Diverged(f"trial {trial.number}: {plan.metric} is {result.value}")
-            mlflow.set_tag(tracking.TAG_STATE, "COMPLETE")
-            trial.set_user_attr("model_path", str(result.model_path))
-            trial.set_user_attr("epochs", result.epochs)
-            trial.set_user_attr("fit_seconds", result.fit_seconds)
-            trial.set_user_attr("examples_per_s", result.examples_per_s)
-            mlflow.log_metric("train/examples_per_s", result.examples_per_s)
-            return result.value
-
+    remaining = max(0, tuning.trials - _finished(study))
+    objective = Objective(plan, tuning, fit, parent_run_id)
+    before = len(study.trials)
     started = time.perf_counter()
     if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=tuning.timeout_s, catch=(Diverged,))
+        helpers = []
+        if workers > 1:
+            context = multiprocessing.get_context("spawn")
+            for _ in range(min(workers, remaining) - 1):
+                process = context.Process(target=_work, args=(plan, tuning, objective, remaining))
+                process.start()
+                helpers.append(process)
+        _optimize(study, tuning, objective, remaining)
+        for process in helpers:
+            process.join()
+        crashed = [process.exitcode for process in helpers if process.exitcode != 0]
+        if crashed:
+            raise BakeoffError(
+                f"study '{plan.name}': {len(crashed)} of {workers} worker processes exited "
+                f"with status {crashed}; their errors are printed above"
+            )
     seconds = time.perf_counter() - started
     counts = {
         "complete": _count(study, optuna.trial.TrialState.COMPLETE),
@@ -159,7 +139,113 @@ def run_study(plan: StudyPlan, tuning: TuningParams, fit: Fit) -> StudyOutcome:
         parameters=int(best.user_attrs["parameters"]),
         counts=counts,
         seconds=seconds,
+        ran=len(study.trials) - before,
     )
+
+
+class Objective:
+    """The study's objective: draw, build the spec, fit in a nested MLflow run, record.
+
+    A class rather than a closure so that worker processes can receive it.
+    """
+
+    def __init__(
+        self, plan: StudyPlan, tuning: TuningParams, fit: Fit, parent_run_id: str | None
+    ) -> None:
+        self.plan, self.tuning, self.fit, self.parent_run_id = plan, tuning, fit, parent_run_id
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Train one trial and return its value of the optimised metric."""
+        import mlflow
+
+        plan = self.plan
+        hyper = search.suggest(trial, self.tuning.space)
+        spec = search.model_spec(
+            hyper,
+            architecture=plan.architecture,
+            input_dim=plan.input_dim,
+            outputs=plan.outputs,
+            image_shape=plan.image_shape,
+        )
+        trial.set_user_attr("parameters", parameter_count(spec))
+        with tracking.trial_run(
+            study=plan.name,
+            trial=trial.number,
+            framework=plan.framework,
+            params=trial.params,
+            finished_on=(optuna.TrialPruned,),
+            parent_run_id=self.parent_run_id,
+        ):
+            mlflow.log_metric("parameters", parameter_count(spec))
+            try:
+                result = self.fit(trial, hyper, spec)
+            except optuna.TrialPruned:
+                mlflow.set_tag(tracking.TAG_STATE, "PRUNED")
+                raise
+            except Diverged as err:
+                mlflow.set_tag(tracking.TAG_STATE, "FAIL")
+                mlflow.set_tag("bakeoff.failure", str(err))
+                raise
+            if not math.isfinite(result.value):
+                mlflow.set_tag(tracking.TAG_STATE, "FAIL")
+                raise Diverged(f"trial {trial.number}: {plan.metric} is {result.value}")
+            mlflow.set_tag(tracking.TAG_STATE, "COMPLETE")
+            trial.set_user_attr("model_path", str(result.model_path))
+            trial.set_user_attr("epochs", result.epochs)
+            trial.set_user_attr("fit_seconds", result.fit_seconds)
+            trial.set_user_attr("examples_per_s", result.examples_per_s)
+            mlflow.log_metric("train/examples_per_s", result.examples_per_s)
+            return result.value
+
+
+def _load(plan: StudyPlan, tuning: TuningParams) -> optuna.Study:
+    return optuna.create_study(
+        study_name=plan.name,
+        storage=plan.storage,
+        direction=search.direction(plan.metric),
+        sampler=search.sampler(tuning),
+        pruner=search.pruner(tuning),
+        load_if_exists=True,
+    )
+
+
+def _finished(study: optuna.Study) -> int:
+    return sum(
+        1 for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
+    )
+
+
+def _optimize(
+    study: optuna.Study, tuning: TuningParams, objective: Objective, remaining: int
+) -> None:
+    # With several workers, each stops when the shared budget is spent, not
+    # after its own count: the callback reads the storage after every trial.
+    budget = optuna.study.MaxTrialsCallback(
+        tuning.trials,
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED),
+    )
+    study.optimize(
+        objective,
+        n_trials=remaining,
+        timeout=tuning.timeout_s,
+        catch=(Diverged,),
+        callbacks=[budget],
+    )
+
+
+def _work(plan: StudyPlan, tuning: TuningParams, objective: Objective, remaining: int) -> None:
+    """A worker process: the same study, from the shared storage."""
+    _optimize(_load(plan, tuning), tuning, objective, remaining)
+
+
+def steady_rate(rows: int, epoch_seconds: list[float]) -> float:
+    """Training examples per second at steady state: rows over the median epoch time.
+
+    The first epoch also traces the training graph; it is left out when there
+    are later ones, so that two runs compare their training, not their warm-up.
+    """
+    steady = sorted(epoch_seconds[1:] or epoch_seconds)
+    return rows / steady[len(steady) // 2]
 
 
 def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:

@@ -80,16 +80,21 @@ def trial_run(
     framework: str,
     params: Mapping[str, Any],
     finished_on: tuple[type[BaseException], ...] = (),
+    parent_run_id: str | None = None,
 ) -> Iterator[Any]:
     """A nested run for one Optuna trial, with its hyperparameters.
 
     The run ends FAILED if the block raises, except for ``finished_on``
     exceptions (a pruned trial ran as intended): those end it FINISHED.
+    ``parent_run_id`` names the parent when it is not the active run (in an
+    Optuna worker process).
     """
     import mlflow
 
     tags = {TAG_STUDY: study, TAG_TRIAL: str(trial), TAG_FRAMEWORK: framework}
-    run = mlflow.start_run(run_name=f"trial {trial}", nested=True, tags=tags)
+    run = mlflow.start_run(
+        run_name=f"trial {trial}", nested=True, tags=tags, parent_run_id=parent_run_id
+    )
     try:
         mlflow.log_params(dict(params))
         yield run

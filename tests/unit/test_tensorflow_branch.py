@@ -11,29 +11,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from components.clean.core import CleanParams, clean
 from components.training import features
 from components.training.search import Hyperparams
 from components.training.spec import MLP, ModelSpec
 from components.training.study import Diverged
-from tests.conftest import tiny_frame
 
 HYPER = Hyperparams(1e-2, 16, 1, 16, 0.0, 1e-5, "adam", "relu")
-
-
-@pytest.fixture(scope="module")
-def cleaned():
-    frame = tiny_frame(300).assign(_source_file="t.csv", _source_row=range(1, 301))
-    frame.loc[3, "x1"] = np.nan  # imputed by clean; at serving a gap is filled the same way
-    manifest = {
-        "label": "label",
-        "task": "classification",
-        "features": ["x1", "x2", "colour"],
-        "dataset": "tiny",
-    }
-    return clean(
-        frame, manifest, None, CleanParams.from_section({}), snapshot_name="s", schema_name="t"
-    )
 
 
 def test_transform_applies_exactly_the_shared_constants(cleaned):

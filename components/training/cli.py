@@ -1,0 +1,85 @@
+"""``bakeoff train --framework NAME``: the options both training stages share, and dispatch.
+
+Each framework's own entry (``components.train_<name>.cli.run``) is imported
+only when chosen, so the PyTorch stage never loads TensorFlow and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from components.errors import ParamsError
+from components.training.search import TuningParams
+from components.training.spec import CNN, MLP
+
+FRAMEWORKS = ("tensorflow", "pytorch")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the stage's options (paths match dvc.yaml)."""
+    parser.add_argument("--framework", required=True, choices=FRAMEWORKS, help="which trainer")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file with 'train' and 'train_<framework>'"
+    )
+    parser.add_argument(
+        "--data-dir", required=True, help="folder of the clean train/val/test.parquet"
+    )
+    parser.add_argument(
+        "--preprocessing", required=True, help="the shared preprocessing constants (JSON)"
+    )
+    parser.add_argument("--schema", required=True, help="the project's data schema (YAML)")
+    parser.add_argument("--model-dir", required=True, help="folder the trained model is saved to")
+    parser.add_argument("--metrics", required=True, help="JSON metrics file to write")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run the chosen framework's stage."""
+    importlib.import_module(f"components.train_{args.framework}.cli").run(args)
+
+
+def architecture_for(tuning: TuningParams, constants: Mapping[str, Any]) -> str:
+    """The architecture the params ask for: a CNN for image features unless told otherwise."""
+    architecture = tuning.architecture or (CNN if constants.get("image_shape") else MLP)
+    if architecture == CNN and not constants.get("image_shape"):
+        raise ParamsError(
+            "train.architecture", "cnn needs image features (ingest.image_shape); found none"
+        )
+    return architecture
+
+
+def code_hash(root: Path, packages: tuple[str, ...]) -> str:
+    """A hash of a trainer's code (the packages under ``components/``)."""
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / "components" / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def study_name(dataset: str, framework: str, *inputs: Any) -> str:
+    """The Optuna study of a stage run: the same inputs resume it, others start a new one."""
+    fingerprint = hashlib.sha256(
+        json.dumps(list(inputs), sort_keys=True, default=str).encode()
+    ).hexdigest()[:12]
+    return f"{dataset}-{framework}-{fingerprint}"
+
+
+def cpu_threads(configured: int) -> int:
+    """The CPU threads a trainer may use: its params' value, else the runner's share, else 0.
+
+    ``bakeoff run`` sets ``BAKEOFF_CPU_THREADS`` when trainers run side by side
+    on CPUs, so that together they do not ask for more threads than cores.
+    0 lets the framework decide.
+    """
+    if configured:
+        return configured
+    share = os.environ.get("BAKEOFF_CPU_THREADS", "")
+    return int(share) if share.isdigit() else 0
