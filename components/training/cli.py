@@ -20,6 +20,7 @@ from components.training.search import TuningParams
 from components.training.spec import CNN, MLP
 
 FRAMEWORKS = ("tensorflow", "pytorch")
+BUDGET = ("trials", "timeout_s")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,10 +65,15 @@ def code_hash(root: Path, packages: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-def study_name(dataset: str, framework: str, *inputs: Any) -> str:
-    """The Optuna study of a stage run: the same inputs resume it, others start a new one."""
+def study_name(dataset: str, framework: str, tuning_raw: Mapping[str, Any], *inputs: Any) -> str:
+    """The Optuna study of a stage run: the same inputs resume it, others start a new one.
+
+    The budget (``trials``, ``timeout_s``) is left out: raising it extends the
+    study instead of starting over.
+    """
+    tuning = {key: value for key, value in tuning_raw.items() if key not in BUDGET}
     fingerprint = hashlib.sha256(
-        json.dumps(list(inputs), sort_keys=True, default=str).encode()
+        json.dumps([tuning, *inputs], sort_keys=True, default=str).encode()
     ).hexdigest()[:12]
     return f"{dataset}-{framework}-{fingerprint}"
 

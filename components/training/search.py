@@ -158,9 +158,16 @@ def model_spec(
     )
 
 
-def sampler(tuning: TuningParams) -> optuna.samplers.BaseSampler:
-    """TPE with the shared seed."""
-    return optuna.samplers.TPESampler(seed=tuning.seed)
+def sampler(tuning: TuningParams, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE with the shared seed, moved on by ``offset``.
+
+    A sampler's random draws restart from its seed in every process, so a
+    resumed study (or a second worker) seeded alike would draw the first
+    trials' start-up points again. Offsetting by the trials already in the
+    study keeps a fresh study identical in both frameworks and a resumed one
+    from repeating itself.
+    """
+    return optuna.samplers.TPESampler(seed=tuning.seed + offset)
 
 
 def pruner(tuning: TuningParams) -> optuna.pruners.BasePruner:

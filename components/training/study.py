@@ -105,8 +105,10 @@ def run_study(
         helpers = []
         if workers > 1:
             context = multiprocessing.get_context("spawn")
-            for _ in range(min(workers, remaining) - 1):
-                process = context.Process(target=_work, args=(plan, tuning, objective, remaining))
+            for worker in range(1, min(workers, remaining)):
+                process = context.Process(
+                    target=_work, args=(plan, tuning, objective, remaining, worker)
+                )
                 process.start()
                 helpers.append(process)
         _optimize(study, tuning, objective, remaining)
@@ -198,8 +200,8 @@ class Objective:
             return result.value
 
 
-def _load(plan: StudyPlan, tuning: TuningParams) -> optuna.Study:
-    return optuna.create_study(
+def _load(plan: StudyPlan, tuning: TuningParams, worker: int = 0) -> optuna.Study:
+    study = optuna.create_study(
         study_name=plan.name,
         storage=plan.storage,
         direction=search.direction(plan.metric),
@@ -207,6 +209,10 @@ def _load(plan: StudyPlan, tuning: TuningParams) -> optuna.Study:
         pruner=search.pruner(tuning),
         load_if_exists=True,
     )
+    offset = len(study.trials) + 1000 * worker
+    if offset:
+        study.sampler = search.sampler(tuning, offset)
+    return study
 
 
 def _finished(study: optuna.Study) -> int:
@@ -233,9 +239,11 @@ def _optimize(
     )
 
 
-def _work(plan: StudyPlan, tuning: TuningParams, objective: Objective, remaining: int) -> None:
-    """A worker process: the same study, from the shared storage."""
-    _optimize(_load(plan, tuning), tuning, objective, remaining)
+def _work(
+    plan: StudyPlan, tuning: TuningParams, objective: Objective, remaining: int, worker: int
+) -> None:
+    """A worker process: the same study, from the shared storage, with its own draws."""
+    _optimize(_load(plan, tuning, worker), tuning, objective, remaining)
 
 
 def steady_rate(rows: int, epoch_seconds: list[float]) -> float:

@@ -1,0 +1,174 @@
+"""PyTorch networks from the shared spec, and the LightningModule that trains one trial.
+
+The networks mirror ``components.train_tensorflow.model.build_model`` layer for
+layer (same widths, kernels, pooling, dropout placement, initialisation), so a
+spec has the same parameter count in both frameworks; tests assert it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from components.training.search import Hyperparams
+from components.training.spec import CNN, ModelSpec
+
+KERAS_EPSILON = 1e-7
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+class Standardised(nn.Module):
+    """A regression head's output in the label's units: ``mean + std * z`` (Keras ``Rescaling``)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std) or 1.0))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Rescale the standardised prediction."""
+        return self.mean + self.std * z
+
+
+def build_network(
+    spec: ModelSpec, task: str, target: tuple[float, float] | None = None
+) -> nn.Sequential:
+    """The network for a spec, taking the preprocessed vector and returning logits (or values).
+
+    Classification returns logits (the loss applies the softmax, as Keras'
+    softmax + cross-entropy does in one); regression returns the value in the
+    label's units, through the same standardising head as the Keras model.
+    """
+    activation = ACTIVATIONS[spec.activation]
+    layers: list[nn.Module] = []
+    if spec.kind == CNN:
+        assert spec.image_shape is not None
+        layers.append(nn.Unflatten(1, (1, *spec.image_shape)))
+        channels = 1
+        for filters, pooled in spec.conv_blocks():
+            layers += [nn.Conv2d(channels, filters, 3, padding=1), activation()]
+            if pooled:
+                layers.append(nn.MaxPool2d(2))
+            channels = filters
+        # Keras flattens channels-last; the order differs, the size does not.
+        layers += [nn.Flatten(), nn.Dropout(spec.dropout)]
+        layers += [nn.Linear(spec.flat_size(), spec.width), activation()]
+        last = spec.width
+    else:
+        last = spec.input_dim
+        for units in spec.hidden_units():
+            layers += [nn.Linear(last, units), activation(), nn.Dropout(spec.dropout)]
+            last = units
+    layers.append(nn.Linear(last, spec.outputs if task == "classification" else 1))
+    if task != "classification":
+        mean, std = target or (0.0, 1.0)
+        layers += [nn.Flatten(0), Standardised(mean, std)]
+    network = nn.Sequential(*layers)
+    _initialise_like_keras(network)
+    return network
+
+
+def _initialise_like_keras(network: nn.Module) -> None:
+    # Keras starts Dense and Conv2D with Glorot-uniform weights and zero biases;
+    # torch's defaults differ. Equal starts keep the comparison about training.
+    for module in network.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def trainable_parameters(network: nn.Module) -> int:
+    """Number of trainable parameters (compare with ``spec.parameter_count``)."""
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
+class TrialModule(pl.LightningModule):
+    """One trial's network with its optimiser, loss and ``split/metric`` logging.
+
+    Epoch metrics are summed on the device and logged once per epoch: a
+    ``self.log`` per step costs more than a small network's step itself.
+    """
+
+    def __init__(self, network: nn.Module, hyper: Hyperparams, task: str) -> None:
+        super().__init__()
+        self.network = network
+        self.hyper = hyper
+        self.task = task
+        self._sums: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (classification) or values (regression) for preprocessed inputs."""
+        return self.network(x)
+
+    def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task == "classification":
+            return nn.functional.cross_entropy(output.float(), y)
+        return nn.functional.mse_loss(output.float(), y)
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        self._sums[name] = self._sums[name] + value if name in self._sums else value
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        """One optimisation step; the epoch's mean loss is logged as ``train/loss``."""
+        x, y = batch
+        loss = self._loss(self(x), y)
+        self._add("train/loss", loss.detach() * len(y))
+        self._add("train/count", torch.tensor(len(y), device=loss.device))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Accumulate ``val/loss`` and ``val/accuracy`` (or ``val/rmse``) over the epoch."""
+        x, y = batch
+        output = self(x)
+        self._add("val/loss", self._loss(output, y) * len(y))
+        self._add("val/count", torch.tensor(len(y), device=output.device))
+        if self.task == "classification":
+            self._add("val/correct", (output.argmax(dim=1) == y).sum())
+        else:
+            self._add("val/squared", ((output.float() - y) ** 2).sum())
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the epoch's metrics under their ``split/metric`` names.
+
+        The training loss is logged here too: validation ends each training
+        epoch, and callbacks' ``on_train_epoch_end`` run before the module's.
+        """
+        metrics = {}
+        if "train/count" in self._sums:
+            metrics["train/loss"] = self._sums.pop("train/loss") / self._sums.pop("train/count")
+        if "val/count" in self._sums:
+            count = self._sums.pop("val/count").float()
+            metrics["val/loss"] = self._sums.pop("val/loss") / count
+            if self.task == "classification":
+                metrics["val/accuracy"] = self._sums.pop("val/correct").float() / count
+            else:
+                metrics["val/rmse"] = torch.sqrt(self._sums.pop("val/squared") / count)
+        self.log_dict(metrics)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """The trial's optimiser; weight decay means what it means in the Keras branch.
+
+        ``adamw`` decays decoupled; ``adam`` and ``sgd`` add ``weight_decay * w``
+        to the gradient (Keras: an L2 penalty of ``wd / 2``). SGD uses momentum
+        0.9 in both frameworks, and Adam's epsilon is Keras' 1e-7.
+        """
+        hyper = self.hyper
+        params = self.parameters()
+        if hyper.optimizer == "adamw":
+            return torch.optim.AdamW(
+                params, lr=hyper.learning_rate, weight_decay=hyper.weight_decay, eps=KERAS_EPSILON
+            )
+        if hyper.optimizer == "adam":
+            return torch.optim.Adam(
+                params, lr=hyper.learning_rate, weight_decay=hyper.weight_decay, eps=KERAS_EPSILON
+            )
+        return torch.optim.SGD(
+            params, lr=hyper.learning_rate, momentum=0.9, weight_decay=hyper.weight_decay
+        )

@@ -1,0 +1,161 @@
+"""The PyTorch branch's pieces: data module, module builder, serving model, one trial, divergence."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from components.train_pytorch.data import SplitDataModule
+from components.train_pytorch.fit import Device, fit_trial, load_network
+from components.train_pytorch.model import build_network, trainable_parameters
+from components.train_pytorch.serving import RawFeatureModel, raw_matrix
+from components.training import features
+from components.training.search import Hyperparams
+from components.training.spec import CNN, MLP, ModelSpec, parameter_count
+from components.training.study import Diverged
+
+HYPER = Hyperparams(1e-2, 16, 1, 16, 0.0, 1e-5, "adam", "relu")
+SPECS = [
+    ModelSpec(MLP, input_dim=64, outputs=10, depth=2, width=128),
+    ModelSpec(MLP, input_dim=13, outputs=3, depth=1, width=32, activation="gelu", dropout=0.3),
+    ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64, activation="tanh"),
+    ModelSpec(CNN, input_dim=64, outputs=10, depth=2, width=16, image_shape=(8, 8)),
+    ModelSpec(CNN, input_dim=64, outputs=10, depth=5, width=8, image_shape=(8, 8)),
+    ModelSpec(CNN, input_dim=784, outputs=10, depth=3, width=8, image_shape=(28, 28)),
+]
+
+
+@pytest.mark.parametrize(
+    "spec", SPECS, ids=lambda s: f"{s.kind}-d{s.depth}-w{s.width}-in{s.input_dim}"
+)
+def test_parameter_count_equals_the_keras_models(spec):
+    from components.train_tensorflow.model import build_model
+
+    task = "classification" if spec.outputs > 1 else "regression"
+    network = build_network(spec, task)
+    assert trainable_parameters(network) == parameter_count(spec)
+    assert trainable_parameters(network) == build_model(spec, task).count_params()
+    out = network(torch.zeros(2, spec.input_dim))
+    assert out.shape == ((2, spec.outputs) if task == "classification" else (2,))
+
+
+def test_weights_start_as_keras_starts_them():
+    network = build_network(ModelSpec(MLP, input_dim=64, outputs=10, depth=1, width=128), "task")
+    first = network[0]
+    limit = np.sqrt(6 / (64 + 128))  # Glorot uniform
+    assert first.weight.abs().max() <= limit
+    assert first.weight.abs().max() > 0.9 * limit
+    assert not first.bias.any()
+
+
+def test_a_regression_head_answers_in_the_labels_units():
+    network = build_network(
+        ModelSpec(MLP, input_dim=4, outputs=1, depth=1, width=8), "regression", (150.0, 75.0)
+    )
+    for parameter in network.parameters():
+        torch.nn.init.zeros_(parameter)
+    assert network(torch.ones(3, 4)).tolist() == [150.0, 150.0, 150.0]
+
+
+def test_the_data_module_feeds_the_reference_encoding(cleaned, tmp_path):
+    for split, frame in cleaned.splits.items():
+        frame.to_parquet(tmp_path / f"{split}.parquet")
+    data = SplitDataModule(tmp_path, cleaned.preprocessing, batch_size=7, seed=3)
+    data.setup()
+    for split in ("train", "val", "test"):
+        x, y = data.tensors(split)
+        expected = features.encode(cleaned.splits[split], cleaned.preprocessing)
+        assert np.abs(x.numpy() - expected).max() <= 1e-5
+        np.testing.assert_array_equal(
+            y.numpy(), features.targets(cleaned.splits[split], cleaned.preprocessing)
+        )
+    batches = list(data.train_dataloader())
+    assert [len(b[0]) for b in batches[:-1]] == [7] * (len(batches) - 1)
+    seen = torch.cat([b[1] for b in batches])
+    assert sorted(seen.tolist()) == sorted(data.tensors("train")[1].tolist())
+    again = torch.cat([b[1] for b in data.train_dataloader()])
+    assert torch.equal(seen, again), "the shuffle is fixed by the seed"
+
+
+def test_the_serving_model_preprocesses_raw_features_as_the_reference(cleaned):
+    constants = cleaned.preprocessing
+    test = cleaned.splits["test"].copy()
+    test.loc[test.index[0], "colour"] = "purple"  # out of vocabulary
+    test.loc[test.index[1], "x2"] = np.nan  # a numeric gap: the train median
+    test.loc[test.index[2], "colour"] = None  # a categorical gap: the most frequent value
+    model = RawFeatureModel(torch.nn.Identity(), {**constants, "task": "regression"})
+    out = model.preprocess(torch.from_numpy(raw_matrix(test, constants)))
+    expected = features.encode(test, constants)
+    assert np.abs(out.numpy() - expected).max() <= 1e-5
+    assert out[0, -1] == 1.0
+
+
+def test_the_serving_model_answers_probabilities(cleaned):
+    constants = cleaned.preprocessing
+    spec = ModelSpec(MLP, input_dim=features.input_dim(constants), outputs=3, depth=1, width=8)
+    model = RawFeatureModel(build_network(spec, "classification"), constants)
+    probabilities = model(torch.from_numpy(raw_matrix(cleaned.splits["val"], constants)))
+    np.testing.assert_allclose(probabilities.sum(dim=1).detach().numpy(), 1.0, rtol=1e-5)
+
+
+def data_module(cleaned, tmp_path, scale: float = 1.0) -> SplitDataModule:
+    for split, frame in cleaned.splits.items():
+        frame.to_parquet(tmp_path / f"{split}.parquet")
+    data = SplitDataModule(tmp_path, cleaned.preprocessing)
+    data.setup()
+    x, y = data.arrays["train"]
+    data.arrays["train"] = (x * np.float32(scale), y)
+    return data
+
+
+def fit(data, tmp_path, hyper=HYPER, **overrides):
+    spec = ModelSpec(MLP, input_dim=data.arrays["train"][0].shape[1], outputs=3, depth=1, width=16)
+    arguments = {
+        "data": data,
+        "task": "classification",
+        "metric": "val/accuracy",
+        "epochs": 3,
+        "patience": 5,
+        "seed": 1,
+        "trial_dir": tmp_path / "trials",
+        "device": Device(),
+        **overrides,
+    }
+    return spec, fit_trial(optuna.trial.FixedTrial({}, number=3), hyper, spec, **arguments)
+
+
+def test_one_trial_trains_checkpoints_and_reports_per_epoch(cleaned, tmp_path):
+    logged = []
+    data = data_module(cleaned, tmp_path)
+    spec, result = fit(
+        data, tmp_path, log_epoch=lambda values, epoch: logged.append((epoch, values))
+    )
+    assert result.epochs == 3
+    assert result.model_path == tmp_path / "trials" / "trial-0003" / "best.ckpt"
+    assert result.value == max(result.history["val/accuracy"])
+    assert [epoch for epoch, _ in logged] == [0, 1, 2]
+    assert {"train/loss", "val/loss", "val/accuracy"} <= set(logged[0][1])
+    assert result.examples_per_s > 0
+    # The checkpoint holds the best epoch: reloaded, it scores the trial's value.
+    network = load_network(result.model_path, spec, HYPER, "classification", None)
+    x, y = data.tensors("val")
+    accuracy = float((network(x).argmax(dim=1) == y).float().mean())
+    assert accuracy == pytest.approx(result.value, abs=1e-6)
+
+
+def test_early_stopping_ends_a_trial_that_stops_improving(cleaned, tmp_path):
+    frozen = Hyperparams(1e-12, 16, 1, 16, 0.0, 1e-6, "sgd", "relu")
+    _, result = fit(data_module(cleaned, tmp_path), tmp_path, frozen, epochs=20, patience=2)
+    assert result.epochs == 3  # the first epoch, then two without improvement
+
+
+def test_a_diverging_trial_raises_diverged(cleaned, tmp_path):
+    wild = Hyperparams(10.0, 16, 1, 16, 0.0, 1e-5, "sgd", "relu")
+    with pytest.raises(Diverged, match="training loss became nan"):
+        fit(data_module(cleaned, tmp_path, scale=1e30), tmp_path, wild)
