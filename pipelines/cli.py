@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
             train_cli,
             "tune and train one framework's model (DVC stage 'train@<framework>')",
         ),
-        ("run", runner, "run the whole pipeline (dvc repro) from this repository"),
+        ("run", runner, "run the pipeline (dvc repro), the trainers side by side"),
         ("ui", ui, "open the MLflow UI on 127.0.0.1 over the project's store"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
