@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
     data = tracking.data_hash(inputs)
     code = code_hash(root, CODE_PACKAGES)
     dataset = constants.get("dataset") or "bakeoff"
-    study = study_name(dataset, FRAMEWORK, data, tuning_raw, architecture, code)
+    study = study_name(dataset, FRAMEWORK, tuning_raw, data, architecture, code)
     pipeline_dir = (root / tf_params.pipeline_dir).resolve()
     schema_file = _schema_file(Path(args.schema), pipeline_dir / "schemas")
     storage = tracking.tracking_uri(tuning.storage, root)
