@@ -7,7 +7,7 @@ normalised vectors (DESIGN.md fairness rules).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,14 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from components.training.features import encode, targets
 
 SPLITS = ("train", "val", "test")
 EVAL_BATCH = 1024
+# Rows per Lightning step, rounded down to whole mini-batches: see ``model.TrialModule``.
+CHUNK_ROWS = 4096
 
 
 class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -37,8 +39,26 @@ class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.x)
 
     def __getitem__(self, rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(rows)
-        return self.x[index], self.y[index]
+        return self.x[rows], self.y[rows]
+
+
+class _Chunks(Sampler[torch.Tensor]):
+    """A fresh permutation of the rows each epoch, cut into chunks of whole mini-batches.
+
+    Cutting a permutation into chunks of ``k * batch_size`` rows and each chunk
+    into ``batch_size`` rows gives the same mini-batches as cutting the
+    permutation into ``batch_size`` rows directly.
+    """
+
+    def __init__(self, rows: int, chunk: int, seed: int) -> None:
+        self.rows, self.chunk = rows, chunk
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.chunk)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield from torch.randperm(self.rows, generator=self.generator).split(self.chunk)
 
 
 class SplitDataModule(pl.LightningDataModule):
@@ -73,12 +93,10 @@ class SplitDataModule(pl.LightningDataModule):
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled batches of ``batch_size``, in an order fixed by ``seed``."""
+        """Shuffled chunks of whole mini-batches, in an order fixed by ``seed``."""
         rows = _Rows(*self.tensors("train"))
-        order = RandomSampler(range(len(rows)), generator=torch.Generator().manual_seed(self.seed))
-        return DataLoader(
-            rows, batch_size=None, sampler=BatchSampler(order, self.batch_size, drop_last=False)
-        )
+        chunks = _Chunks(len(rows), chunk_rows(self.batch_size), self.seed)
+        return DataLoader(rows, batch_size=None, sampler=chunks)
 
     def val_dataloader(self) -> DataLoader[Any]:
         """The validation split in large batches: the size changes its cost, not its metrics."""
@@ -90,8 +108,12 @@ class SplitDataModule(pl.LightningDataModule):
 
     def _in_order(self, split: str) -> DataLoader[Any]:
         rows = _Rows(*self.tensors(split))
-        batches = BatchSampler(SequentialSampler(range(len(rows))), EVAL_BATCH, drop_last=False)
-        return DataLoader(rows, batch_size=None, sampler=batches)
+        return DataLoader(rows, batch_size=None, sampler=torch.arange(len(rows)).split(EVAL_BATCH))
+
+
+def chunk_rows(batch_size: int) -> int:
+    """Rows per chunk: as many whole mini-batches as fit in ``CHUNK_ROWS``, at least one."""
+    return max(1, CHUNK_ROWS // batch_size) * batch_size
 
 
 def encode_split(

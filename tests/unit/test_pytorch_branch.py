@@ -11,7 +11,7 @@ import optuna
 import pytest
 import torch
 
-from components.train_pytorch.data import SplitDataModule
+from components.train_pytorch.data import SplitDataModule, chunk_rows
 from components.train_pytorch.fit import Device, fit_trial, load_network
 from components.train_pytorch.model import build_network, trainable_parameters
 from components.train_pytorch.serving import RawFeatureModel, raw_matrix
@@ -75,12 +75,19 @@ def test_the_data_module_feeds_the_reference_encoding(cleaned, tmp_path):
         np.testing.assert_array_equal(
             y.numpy(), features.targets(cleaned.splits[split], cleaned.preprocessing)
         )
-    batches = list(data.train_dataloader())
-    assert [len(b[0]) for b in batches[:-1]] == [7] * (len(batches) - 1)
-    seen = torch.cat([b[1] for b in batches])
+    loader = data.train_dataloader()  # Lightning iterates one loader for every epoch
+    chunks = list(loader)
+    size = chunk_rows(7)
+    assert size % 7 == 0 and size > 7  # whole mini-batches, several per chunk
+    assert [len(c[0]) for c in chunks[:-1]] == [size] * (len(chunks) - 1)
+    seen = torch.cat([c[1] for c in chunks])
     assert sorted(seen.tolist()) == sorted(data.tensors("train")[1].tolist())
-    again = torch.cat([b[1] for b in data.train_dataloader()])
-    assert torch.equal(seen, again), "the shuffle is fixed by the seed"
+    again = torch.cat([c[1] for c in loader])
+    assert not torch.equal(seen, again), "each epoch draws a new order"
+    replay = SplitDataModule(tmp_path, cleaned.preprocessing, batch_size=7, seed=3)
+    assert torch.equal(torch.cat([c[1] for c in replay.train_dataloader()]), seen), (
+        "the order is fixed by the seed"
+    )
 
 
 def test_the_serving_model_preprocesses_raw_features_as_the_reference(cleaned):
