@@ -66,6 +66,29 @@ class _Epochs(pl.Callback):
             trainer.should_stop = True
 
 
+class _BestEpoch(pl.Callback):
+    """Saves a Lightning checkpoint (weights only) whenever the monitored metric improves.
+
+    Not ``ModelCheckpoint``: it saves only when ``global_step`` moved, and the
+    module's direct optimiser steps (see ``TrialModule``) do not move it.
+    """
+
+    def __init__(self, path: Path, monitor: str, mode: str) -> None:
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best: float | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not math.isfinite(float(value)):
+            return
+        current = float(value)
+        if self.best is None or (
+            current > self.best if self.mode == "max" else current < self.best
+        ):
+            self.best = current
+            trainer.save_checkpoint(self.path, weights_only=True)
+
+
 def trainer_for(
     *,
     epochs: int,
@@ -85,6 +108,7 @@ def trainer_for(
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        enable_checkpointing=False,  # _BestEpoch keeps the best epoch instead
         num_sanity_val_steps=0,
         callbacks=callbacks,
     )
@@ -119,17 +143,15 @@ def fit_trial(
     # A trial interrupted earlier left a partial folder; this trial starts clean.
     shutil.rmtree(folder, ignore_errors=True)
     epochs_seen = _Epochs(log_epoch)
-    best = pl.callbacks.ModelCheckpoint(
-        dirpath=folder, filename="best", monitor=metric, mode=mode, save_top_k=1
-    )
+    best = _BestEpoch(folder / "best.ckpt", metric, mode)
     trainer = trainer_for(
         epochs=epochs,
         device=device,
         callbacks=[
             epochs_seen,
+            best,
             PyTorchLightningPruningCallback(trial, monitor=metric),
             pl.callbacks.EarlyStopping(monitor=metric, mode=mode, patience=patience),
-            best,
         ],
     )
     started = time.perf_counter()
@@ -145,7 +167,7 @@ def fit_trial(
     return TrialResult(
         value=float(max(values) if mode == "max" else min(values)),
         epochs=len(losses),
-        model_path=Path(best.best_model_path),
+        model_path=best.path,
         history=epochs_seen.history,
         fit_seconds=fit_seconds,
         examples_per_s=steady_rate(rows, epochs_seen.seconds),
