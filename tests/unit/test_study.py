@@ -162,3 +162,43 @@ def test_a_pruned_trial_run_ends_finished_and_the_parent_stays_open(tmp_path):
     pruned = children[children["tags.bakeoff.trial_state"] == "PRUNED"]
     assert pruned["status"].tolist() == ["FINISHED"]
     assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def _slow_fit(trial, hyper, spec):
+    # Module level, so worker processes can receive it; slow enough for both to get trials.
+    import os
+    import time
+
+    trial.set_user_attr("pid", os.getpid())
+    time.sleep(0.3)
+    return TrialResult(value=hyper.learning_rate, epochs=1, model_path=Path(f"m{trial.number}"))
+
+
+@pytest.mark.slow
+def test_worker_processes_share_one_study_and_its_budget(tmp_path, monkeypatch):
+    uri = mlflow.get_tracking_uri()
+    experiment = mlflow.get_experiment_by_name("tiny")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    with mlflow.start_run() as parent:
+        outcome = run_study(
+            plan(tmp_path), tuning(trials=6), _slow_fit, workers=2, parent_run_id=parent.info.run_id
+        )
+    trials = outcome.study.trials
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)), "every trial recorded once"
+    assert 6 <= outcome.counts["complete"] <= 7  # a worker may finish the trial it had started
+    assert len({t.user_attrs["pid"] for t in trials}) == 2, "both processes ran trials"
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials), "no repeated draw"
+    children = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert len(children) == len(trials)
+
+
+def test_a_resumed_study_does_not_draw_its_first_points_again(tmp_path):
+    run_study(plan(tmp_path), tuning(trials=2), fake_fit([]))
+    outcome = run_study(plan(tmp_path), tuning(trials=4), fake_fit([]))
+    draws = [tuple(sorted(t.params.items())) for t in outcome.study.trials]
+    assert len(set(draws)) == 4
