@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> None:
         own.mixed_precision,
     )
     threads = cpu_threads(own.threads)
+    if own.workers > 1 and not threads:
+        threads = len(os.sched_getaffinity(0))  # to be shared out between the workers
     plan = StudyPlan(
         name=study,
         storage=tracking.tracking_uri(tuning.storage, root),
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
         trial_dir=(root / own.trial_dir / study).resolve(),
     )
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    experiment = tracking.use_experiment(uri, dataset, root / "mlflow" / "artifacts")
+    experiment = tracking.prepare_stores(uri, plan.storage, dataset, root)
     core.environment_for_workers(uri, experiment)
     commit = tracking.git_commit(root)
     client = mlflow.MlflowClient(uri)

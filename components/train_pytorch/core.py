@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from components.outputs import staged_directory
-from components.train_pytorch.data import SplitDataModule
+from components.train_pytorch.data import EVAL_BATCH, SplitDataModule
 from components.train_pytorch.fit import Device, fit_trial, load_network
 from components.train_pytorch.serving import RawFeatureModel, feature_order, raw_matrix
 from components.training import study as studies
@@ -99,19 +99,21 @@ def train(job: Job) -> dict[str, Any]:
             if task == "classification"
             else test["test/rmse"] <= job.max_rmse
         )
-        mlflow.log_metrics({**test, plan.metric: float(outcome.best.values[0])})
+        mlflow.log_metrics(
+            {**test, plan.metric: float(outcome.best.values[0]), "parameters": outcome.parameters}
+        )
         mlflow.set_tag("bakeoff.blessed", str(blessed))
         started = time.perf_counter()
-        if blessed:
-            model = RawFeatureModel(network, constants).eval()
-            example = raw_matrix(pd.read_parquet(job.data_dir / "test.parquet").head(5), constants)
+        model = RawFeatureModel(network, constants).eval()
+        example = raw_matrix(pd.read_parquet(job.data_dir / "test.parquet").head(5), constants)
+        _log_model(model, example)
+        if blessed:  # as the TFX Pusher: a model below the threshold does not replace the last
             program = torch.export.export(
                 model,
                 (torch.from_numpy(example),),
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
             )
             _save(job, program, outcome, hyper, test, spec)
-            _log_model(model, example)
         timings["save"] = time.perf_counter() - started
     best = outcome.best.user_attrs
     return {
@@ -142,7 +144,8 @@ def evaluate(
 ) -> dict[str, float]:
     """The test metrics of a network on preprocessed inputs (the names Keras reports)."""
     with torch.inference_mode():
-        output = network.eval()(x).float()
+        network.eval()
+        output = torch.cat([network(part).float() for part in x.split(EVAL_BATCH)])
     if task == "classification":
         loss = torch.nn.functional.cross_entropy(output, y)
         accuracy = (output.argmax(dim=1) == y).float().mean()

@@ -36,6 +36,25 @@ class Standardised(nn.Module):
         return self.mean + self.std * z
 
 
+class Float32(nn.Module):
+    """Runs its layers in float32 even under mixed precision, as the Keras heads do.
+
+    A float16 head would round a regression value to three digits and overflow
+    labels above 65,504. Outside autocast (serving, exports) it is its layers.
+    """
+
+    def __init__(self, layers: nn.Module) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers' output, computed in float32."""
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self.layers(x.float())
+        return self.layers(x)
+
+
 def build_network(
     spec: ModelSpec, task: str, target: tuple[float, float] | None = None
 ) -> nn.Sequential:
@@ -65,11 +84,11 @@ def build_network(
         for units in spec.hidden_units():
             layers += [nn.Linear(last, units), activation(), nn.Dropout(spec.dropout)]
             last = units
-    layers.append(nn.Linear(last, spec.outputs if task == "classification" else 1))
+    head: list[nn.Module] = [nn.Linear(last, spec.outputs if task == "classification" else 1)]
     if task != "classification":
         mean, std = target or (0.0, 1.0)
-        layers += [nn.Flatten(0), Standardised(mean, std)]
-    network = nn.Sequential(*layers)
+        head += [nn.Flatten(0), Standardised(mean, std)]
+    network = nn.Sequential(*layers, Float32(nn.Sequential(*head)))
     _initialise_like_keras(network)
     return network
 

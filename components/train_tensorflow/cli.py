@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
     import mlflow
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    tracking.use_experiment(uri, dataset, root / "mlflow" / "artifacts")
+    tracking.prepare_stores(uri, storage, dataset, root)
     commit = tracking.git_commit(root)
     client = mlflow.MlflowClient(uri)
     experiment = mlflow.get_experiment_by_name(dataset)

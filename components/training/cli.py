@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ParamsError
+from components.training.features import input_dim
 from components.training.search import TuningParams
 from components.training.spec import CNN, MLP
 
@@ -47,10 +48,19 @@ def run(args: argparse.Namespace) -> None:
 
 def architecture_for(tuning: TuningParams, constants: Mapping[str, Any]) -> str:
     """The architecture the params ask for: a CNN for image features unless told otherwise."""
-    architecture = tuning.architecture or (CNN if constants.get("image_shape") else MLP)
-    if architecture == CNN and not constants.get("image_shape"):
+    shape = constants.get("image_shape")
+    architecture = tuning.architecture or (CNN if shape else MLP)
+    if architecture != CNN:
+        return architecture
+    if not shape:
         raise ParamsError(
             "train.architecture", "cnn needs image features (ingest.image_shape); found none"
+        )
+    if shape[0] * shape[1] != input_dim(constants):
+        raise ParamsError(
+            "train.architecture",
+            f"cnn needs every input to be a pixel: image_shape {shape} covers "
+            f"{shape[0] * shape[1]} values, the features encode to {input_dim(constants)}",
         )
     return architecture
 

@@ -17,6 +17,11 @@ from components.training.spec import CNN, MLP, ModelSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRUNERS = ("median", "hyperband", "none")
+# What both trainers report on the validation split each epoch, per task.
+VAL_METRICS = {
+    "classification": ("val/accuracy", "val/loss"),
+    "regression": ("val/rmse", "val/loss"),
+}
 ACTIVATIONS = ("relu", "gelu", "tanh")
 
 
@@ -114,7 +119,13 @@ class TuningParams:
 
     def objective_metric(self, task: str) -> str:
         """The one metric the objective, the pruner and the selection use (``split/metric``)."""
-        return self.metric or ("val/accuracy" if task == "classification" else "val/rmse")
+        logged = VAL_METRICS[task]
+        if self.metric is not None and self.metric not in logged:
+            raise ParamsError(
+                "train.metric",
+                f"expected one of {', '.join(logged)} for {task}; found {self.metric!r}",
+            )
+        return self.metric or logged[0]
 
 
 def direction(metric: str) -> Literal["maximize", "minimize"]:

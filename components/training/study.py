@@ -91,7 +91,7 @@ def run_study(
 
     With ``workers`` > 1, that many processes share the study through its
     storage (Optuna's way to parallelise; threads would share one interpreter
-    lock). ``fit`` must then be picklable, and MLflow's tracking URI and
+    lock), running the trials still owed between them. ``fit`` must then be picklable, and MLflow's tracking URI and
     experiment must be in the environment (``MLFLOW_TRACKING_URI``,
     ``MLFLOW_EXPERIMENT_ID``) for the workers' trial runs.
     """
@@ -102,16 +102,17 @@ def run_study(
     before = len(study.trials)
     started = time.perf_counter()
     if remaining:
+        # The trials still owed are shared out, so the workers together run
+        # exactly the budget, as one process would.
+        count = min(workers, remaining)
+        shares = [remaining // count + (worker < remaining % count) for worker in range(count)]
         helpers = []
-        if workers > 1:
-            context = multiprocessing.get_context("spawn")
-            for worker in range(1, min(workers, remaining)):
-                process = context.Process(
-                    target=_work, args=(plan, tuning, objective, remaining, worker)
-                )
-                process.start()
-                helpers.append(process)
-        _optimize(study, tuning, objective, remaining)
+        context = multiprocessing.get_context("spawn")
+        for worker, share in enumerate(shares[1:], start=1):
+            process = context.Process(target=_work, args=(plan, tuning, objective, share, worker))
+            process.start()
+            helpers.append(process)
+        _optimize(study, tuning, objective, shares[0])
         for process in helpers:
             process.join()
         crashed = [process.exitcode for process in helpers if process.exitcode != 0]
@@ -221,29 +222,15 @@ def _finished(study: optuna.Study) -> int:
     )
 
 
-def _optimize(
-    study: optuna.Study, tuning: TuningParams, objective: Objective, remaining: int
-) -> None:
-    # With several workers, each stops when the shared budget is spent, not
-    # after its own count: the callback reads the storage after every trial.
-    budget = optuna.study.MaxTrialsCallback(
-        tuning.trials,
-        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED),
-    )
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        timeout=tuning.timeout_s,
-        catch=(Diverged,),
-        callbacks=[budget],
-    )
+def _optimize(study: optuna.Study, tuning: TuningParams, objective: Objective, trials: int) -> None:
+    study.optimize(objective, n_trials=trials, timeout=tuning.timeout_s, catch=(Diverged,))
 
 
 def _work(
-    plan: StudyPlan, tuning: TuningParams, objective: Objective, remaining: int, worker: int
+    plan: StudyPlan, tuning: TuningParams, objective: Objective, trials: int, worker: int
 ) -> None:
-    """A worker process: the same study, from the shared storage, with its own draws."""
-    _optimize(_load(plan, tuning, worker), tuning, objective, remaining)
+    """A worker process: its share of the trials of the same study, with its own draws."""
+    _optimize(_load(plan, tuning, worker), tuning, objective, trials)
 
 
 def steady_rate(rows: int, epoch_seconds: list[float]) -> float:

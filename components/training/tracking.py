@@ -7,6 +7,7 @@ per Optuna trial. Metric names are ``split/metric``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -70,6 +71,32 @@ def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return str(experiment_id)
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_stores(uri: str, storage: str, dataset: str, root: Path) -> str:
+    """Point MLflow at the data set's experiment and make sure both stores exist; its id.
+
+    ``bakeoff run`` starts both trainers at once: on a fresh project both would
+    create the SQLite databases' tables and the experiment, and one would fail.
+    A file lock lets the first do it and the second find it done.
+    """
+    import optuna
+
+    with _exclusive(root / "mlflow" / ".init.lock"):
+        experiment = use_experiment(uri, dataset, root / "mlflow" / "artifacts")
+        optuna.storages.RDBStorage(storage)  # creates the study tables if missing
+    return experiment
 
 
 @contextmanager

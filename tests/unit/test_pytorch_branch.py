@@ -166,3 +166,33 @@ def test_a_diverging_trial_raises_diverged(cleaned, tmp_path):
     wild = Hyperparams(10.0, 16, 1, 16, 0.0, 1e-5, "sgd", "relu")
     with pytest.raises(Diverged, match="training loss became nan"):
         fit(data_module(cleaned, tmp_path, scale=1e30), tmp_path, wild)
+
+
+def test_the_head_stays_in_float32_under_mixed_precision():
+    network = build_network(
+        ModelSpec(MLP, input_dim=4, outputs=1, depth=1, width=8), "regression", (250_000.0, 1e5)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = network(torch.randn(3, 4))
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    logits = build_network(SPECS[0], "classification")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert logits(torch.randn(2, 64)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"workers": 0}, "train_pytorch.workers: expected a whole number >= 1"),
+        ({"threads": -1}, "train_pytorch.threads: expected a whole number >= 0"),
+        ({"mixed_precision": "yes"}, "train_pytorch.mixed_precision: expected true or false"),
+        ({"min_accuracy": "high"}, "train_pytorch.min_accuracy: expected a number >= 0.0"),
+    ],
+)
+def test_bad_pytorch_params_name_the_key(raw, message):
+    from components.errors import ParamsError
+    from components.train_pytorch.cli import PytorchParams
+
+    with pytest.raises(ParamsError, match=message):
+        PytorchParams.from_section(raw)
