@@ -23,6 +23,8 @@ from components.training import search, tracking
 from components.training.search import Hyperparams, TuningParams
 from components.training.spec import ModelSpec, parameter_count
 
+DIVERGED = "diverged"  # user attribute of a trial failed by divergence, with the reason
+
 
 class Diverged(Exception):
     """A trial's loss became NaN or infinite; the trial is failed and the study goes on."""
@@ -188,10 +190,13 @@ class Objective:
             except Diverged as err:
                 mlflow.set_tag(tracking.TAG_STATE, "FAIL")
                 mlflow.set_tag("bakeoff.failure", str(err))
+                trial.set_user_attr(DIVERGED, str(err))
                 raise
             if not math.isfinite(result.value):
                 mlflow.set_tag(tracking.TAG_STATE, "FAIL")
-                raise Diverged(f"trial {trial.number}: {plan.metric} is {result.value}")
+                message = f"trial {trial.number}: {plan.metric} is {result.value}"
+                trial.set_user_attr(DIVERGED, message)
+                raise Diverged(message)
             mlflow.set_tag(tracking.TAG_STATE, "COMPLETE")
             trial.set_user_attr("model_path", str(result.model_path))
             trial.set_user_attr("epochs", result.epochs)
@@ -217,8 +222,15 @@ def _load(plan: StudyPlan, tuning: TuningParams, worker: int = 0) -> optuna.Stud
 
 
 def _finished(study: optuna.Study) -> int:
+    # What the budget has paid for: complete and pruned trials, and trials that
+    # diverged (a result of their hyperparameters). A trial that failed because
+    # its process died or crashed is owed again.
+    state = optuna.trial.TrialState
     return sum(
-        1 for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
+        1
+        for t in study.trials
+        if t.state in (state.COMPLETE, state.PRUNED)
+        or (t.state == state.FAIL and DIVERGED in t.user_attrs)
     )
 
 

@@ -225,3 +225,11 @@ def test_a_cnn_needs_every_input_to_be_a_pixel(cleaned):
     constants = {**cleaned.preprocessing, "image_shape": [1, 2]}  # x1, x2 and colour's one-hot
     with pytest.raises(ParamsError, match="cnn needs every input to be a pixel"):
         architecture_for(tuning(), constants)
+
+
+def test_diverged_trials_are_paid_for_and_a_rerun_runs_nothing_more(tmp_path):
+    run_study(plan(tmp_path), tuning(), fake_fit([], diverge={1}))
+    again: list[int] = []
+    outcome = run_study(plan(tmp_path), tuning(), fake_fit(again))
+    assert again == [], "a fresh run and a rerun spend the budget the same way"
+    assert outcome.counts == {"complete": 3, "pruned": 0, "failed": 1}
