@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import components.train_tensorflow as tf_branch
+from components.clean.split import SPLITS
 
 MODULES = Path(tf_branch.__file__).parent
 TRANSFORM_MODULE = MODULES / "transform_module" / "preprocessing.py"
 TRAINER_MODULE = MODULES / "trainer_module" / "trainer.py"
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ from typing import Any
 from components.outputs import staged_outputs
 from components.params import flag, load_params, number, section, whole
 from components.training import tracking
-from components.training.cli import architecture_for, code_hash, cpu_threads, study_name
+from components.training.cli import (
+    architecture_for,
+    code_hash,
+    cpu_threads,
+    inputs_hash,
+    study_name,
+)
 from components.training.features import input_dim, outputs
 from components.training.search import TuningParams
 from components.training.study import StudyPlan
@@ -67,10 +73,7 @@ def run(args: argparse.Namespace) -> None:
     constants = json.loads(Path(args.preprocessing).read_text(encoding="utf-8"))
     task = constants["task"]
     architecture = architecture_for(tuning, constants)
-    data = tracking.data_hash(
-        [data_dir / f"{split}.parquet" for split in ("train", "val", "test")]
-        + [Path(args.preprocessing)]
-    )
+    data = inputs_hash(data_dir, Path(args.preprocessing))
     dataset = constants.get("dataset") or "bakeoff"
     study = study_name(
         dataset,
@@ -98,18 +101,9 @@ def run(args: argparse.Namespace) -> None:
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
     experiment = tracking.prepare_stores(uri, plan.storage, dataset, root)
     core.environment_for_workers(uri, experiment)
-    commit = tracking.git_commit(root)
     client = mlflow.MlflowClient(uri)
-    parent = client.create_run(
-        experiment,
-        run_name=f"train@{FRAMEWORK} {commit[:8]}",
-        tags={
-            tracking.TAG_STAGE: f"train@{FRAMEWORK}",
-            tracking.TAG_FRAMEWORK: FRAMEWORK,
-            tracking.TAG_COMMIT: commit,
-            tracking.TAG_DATA_HASH: data,
-            tracking.TAG_STUDY: study,
-        },
+    parent = tracking.create_stage_run(
+        client, experiment, framework=FRAMEWORK, root=root, data=data, study=study
     )
     job = core.Job(
         data_dir=data_dir,

@@ -20,6 +20,7 @@ from components.train_pytorch.data import EVAL_BATCH, SplitDataModule
 from components.train_pytorch.fit import Device, fit_trial, load_network
 from components.train_pytorch.serving import RawFeatureModel, feature_order, raw_matrix
 from components.training import study as studies
+from components.training.features import target_scale
 from components.training.search import Hyperparams, TuningParams, model_spec
 from components.training.spec import ModelSpec
 
@@ -60,9 +61,7 @@ def train(job: Job) -> dict[str, Any]:
     data = SplitDataModule(job.data_dir, constants)
     data.setup()
     timings["load"] = time.perf_counter() - started
-    target = (
-        (constants["label"]["mean"], constants["label"]["std"]) if task == "regression" else None
-    )
+    target = target_scale(constants)
     fit = partial(
         fit_trial,
         data=data,

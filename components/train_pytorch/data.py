@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from components.clean.split import SPLITS
 from components.training.features import encode, targets
 
-SPLITS = ("train", "val", "test")
 EVAL_BATCH = 1024
 # Rows per Lightning step, rounded down to whole mini-batches: see ``model.TrialModule``.
 CHUNK_ROWS = 4096

@@ -15,7 +15,13 @@ from components.clean.schema import load_schema
 from components.outputs import staged_outputs
 from components.params import flag, load_params, number, section
 from components.training import tracking
-from components.training.cli import architecture_for, code_hash, cpu_threads, study_name
+from components.training.cli import (
+    architecture_for,
+    code_hash,
+    cpu_threads,
+    inputs_hash,
+    study_name,
+)
 from components.training.search import TuningParams
 
 FRAMEWORK = "tensorflow"
@@ -78,10 +84,7 @@ def run(args: argparse.Namespace) -> None:
     task = constants["task"]
     architecture = architecture_for(tuning, constants)
     metric = tuning.objective_metric(task)
-    inputs = [data_dir / f"{split}.parquet" for split in ("train", "val", "test")] + [
-        Path(args.preprocessing)
-    ]
-    data = tracking.data_hash(inputs)
+    data = inputs_hash(data_dir, Path(args.preprocessing))
     code = code_hash(root, CODE_PACKAGES)
     dataset = constants.get("dataset") or "bakeoff"
     study = study_name(dataset, FRAMEWORK, tuning_raw, data, architecture, code)
@@ -119,21 +122,10 @@ def run(args: argparse.Namespace) -> None:
     import mlflow
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    tracking.prepare_stores(uri, storage, dataset, root)
-    commit = tracking.git_commit(root)
+    experiment = tracking.prepare_stores(uri, storage, dataset, root)
     client = mlflow.MlflowClient(uri)
-    experiment = mlflow.get_experiment_by_name(dataset)
-    assert experiment is not None
-    parent = client.create_run(
-        experiment.experiment_id,
-        run_name=f"train@{FRAMEWORK} {commit[:8]}",
-        tags={
-            tracking.TAG_STAGE: f"train@{FRAMEWORK}",
-            tracking.TAG_FRAMEWORK: FRAMEWORK,
-            tracking.TAG_COMMIT: commit,
-            tracking.TAG_DATA_HASH: data,
-            tracking.TAG_STUDY: study,
-        },
+    parent = tracking.create_stage_run(
+        client, experiment, framework=FRAMEWORK, root=root, data=data, study=study
     )
     # The Trainer resumes this run as the parent of its trial runs. An
     # environment variable, unlike custom_config, is not part of TFX's cache key.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ParamsError
+from components.training import tracking
 from components.training.features import input_dim
 from components.training.search import TuningParams
 from components.training.spec import CNN, MLP
@@ -73,6 +74,13 @@ def code_hash(root: Path, packages: tuple[str, ...]) -> str:
             digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def inputs_hash(data_dir: Path, preprocessing: Path) -> str:
+    """The DVC-style hash of what a trainer reads: the three splits and the constants."""
+    from components.clean.split import SPLITS
+
+    return tracking.data_hash([data_dir / f"{split}.parquet" for split in SPLITS] + [preprocessing])
 
 
 def study_name(dataset: str, framework: str, tuning_raw: Mapping[str, Any], *inputs: Any) -> str:

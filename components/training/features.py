@@ -32,6 +32,12 @@ def outputs(constants: Mapping[str, Any]) -> int:
     return len(constants["label"]["classes"]) if constants["task"] == "classification" else 1
 
 
+def target_scale(constants: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The train split's label mean and deviation for a regression head; None for classes."""
+    label = constants["label"]
+    return (label["mean"], label["std"]) if constants["task"] == "regression" else None
+
+
 def encode(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
     """The model input for each row of ``frame`` (raw feature columns), as float32."""
     numeric = constants["numeric"]

@@ -73,6 +73,24 @@ def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
     return str(experiment_id)
 
 
+def create_stage_run(
+    client: Any, experiment_id: str, *, framework: str, root: Path, data: str, study: str
+) -> Any:
+    """The parent run of one training stage execution, tagged as DESIGN.md asks."""
+    commit = git_commit(root)
+    return client.create_run(
+        experiment_id,
+        run_name=f"train@{framework} {commit[:8]}",
+        tags={
+            TAG_STAGE: f"train@{framework}",
+            TAG_FRAMEWORK: framework,
+            TAG_COMMIT: commit,
+            TAG_DATA_HASH: data,
+            TAG_STUDY: study,
+        },
+    )
+
+
 @contextmanager
 def _exclusive(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)

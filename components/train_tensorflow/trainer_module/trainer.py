@@ -47,6 +47,7 @@ def run_fn(fn_args: Any) -> None:
     from components.train_tensorflow.fit import Arrays, fit_trial
     from components.train_tensorflow.model import keras
     from components.train_tensorflow.serving import save_serving_model
+    from components.training import features
     from components.training import study as studies
     from components.training.search import TuningParams
 
@@ -71,7 +72,7 @@ def run_fn(fn_args: Any) -> None:
         metric=metric,
         architecture=config["architecture"],
         input_dim=int(x_train.shape[1]),
-        outputs=len(constants["label"]["classes"]) if task == "classification" else 1,
+        outputs=features.outputs(constants),
         image_shape=tuple(constants["image_shape"]) if constants.get("image_shape") else None,
         trial_dir=Path(config["trial_dir"]),
     )
@@ -85,9 +86,7 @@ def run_fn(fn_args: Any) -> None:
         seed=tuning.seed,
         trial_dir=plan.trial_dir,
         log_epoch=lambda values, epoch: mlflow.log_metrics(values, step=epoch),
-        target=(constants["label"]["mean"], constants["label"]["std"])
-        if task == "regression"
-        else None,
+        target=features.target_scale(constants),
     )
     parent = os.environ.get(PARENT_RUN_ENV)
     with (
