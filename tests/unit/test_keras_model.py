@@ -11,7 +11,9 @@ SPECS = [
     ModelSpec(MLP, input_dim=64, outputs=10, depth=2, width=128),
     ModelSpec(MLP, input_dim=13, outputs=3, depth=1, width=32, activation="gelu", dropout=0.3),
     ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64),
+    ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64, activation="tanh"),
     ModelSpec(CNN, input_dim=64, outputs=10, depth=2, width=16, image_shape=(8, 8)),
+    ModelSpec(CNN, input_dim=64, outputs=10, depth=5, width=8, image_shape=(8, 8)),
     ModelSpec(CNN, input_dim=784, outputs=10, depth=3, width=8, image_shape=(28, 28)),
 ]
 

@@ -17,18 +17,11 @@ from components.train_pytorch.model import build_network, trainable_parameters
 from components.train_pytorch.serving import RawFeatureModel, raw_matrix
 from components.training import features
 from components.training.search import Hyperparams
-from components.training.spec import CNN, MLP, ModelSpec, parameter_count
+from components.training.spec import MLP, ModelSpec, parameter_count
 from components.training.study import Diverged
+from tests.unit.test_keras_model import SPECS
 
 HYPER = Hyperparams(1e-2, 16, 1, 16, 0.0, 1e-5, "adam", "relu")
-SPECS = [
-    ModelSpec(MLP, input_dim=64, outputs=10, depth=2, width=128),
-    ModelSpec(MLP, input_dim=13, outputs=3, depth=1, width=32, activation="gelu", dropout=0.3),
-    ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64, activation="tanh"),
-    ModelSpec(CNN, input_dim=64, outputs=10, depth=2, width=16, image_shape=(8, 8)),
-    ModelSpec(CNN, input_dim=64, outputs=10, depth=5, width=8, image_shape=(8, 8)),
-    ModelSpec(CNN, input_dim=784, outputs=10, depth=3, width=8, image_shape=(28, 28)),
-]
 
 
 @pytest.mark.parametrize(

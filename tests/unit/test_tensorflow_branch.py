@@ -11,6 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from components.clean.split import SPLITS
 from components.training import features
 from components.training.search import Hyperparams
 from components.training.spec import MLP, ModelSpec
@@ -52,29 +53,31 @@ def arrays(cleaned):
     from components.train_tensorflow.fit import Arrays
 
     c = cleaned.preprocessing
-    parts = [cleaned.splits[name] for name in ("train", "val", "test")]
+    parts = [cleaned.splits[name] for name in SPLITS]
     return Arrays(*[fn(part, c) for part in parts for fn in (features.encode, features.targets)])
 
 
-def test_one_trial_trains_saves_and_reports_per_epoch(cleaned, tmp_path):
+def fit(data, tmp_path, hyper=HYPER, number=3, **overrides):
     from components.train_tensorflow.fit import fit_trial
 
-    data = arrays(cleaned)
     spec = ModelSpec(MLP, input_dim=data.x_train.shape[1], outputs=3, depth=1, width=16)
+    arguments = {
+        "data": data,
+        "task": "classification",
+        "metric": "val/accuracy",
+        "epochs": 3,
+        "patience": 5,
+        "seed": 1,
+        "trial_dir": tmp_path,
+        **overrides,
+    }
+    return fit_trial(optuna.trial.FixedTrial({}, number=number), hyper, spec, **arguments)
+
+
+def test_one_trial_trains_saves_and_reports_per_epoch(cleaned, tmp_path):
     logged = []
-    trial = optuna.trial.FixedTrial({}, number=3)
-    result = fit_trial(
-        trial,
-        HYPER,
-        spec,
-        data=data,
-        task="classification",
-        metric="val/accuracy",
-        epochs=3,
-        patience=5,
-        seed=1,
-        trial_dir=tmp_path,
-        log_epoch=lambda values, epoch: logged.append((epoch, values)),
+    result = fit(
+        arrays(cleaned), tmp_path, log_epoch=lambda values, epoch: logged.append((epoch, values))
     )
     assert result.epochs == 3
     assert result.model_path == tmp_path / "trial-0003.keras"
@@ -85,27 +88,15 @@ def test_one_trial_trains_saves_and_reports_per_epoch(cleaned, tmp_path):
 
 
 def test_a_diverging_trial_raises_diverged(cleaned, tmp_path):
-    from components.train_tensorflow.fit import Arrays, fit_trial
+    from components.train_tensorflow.fit import Arrays
 
     data = arrays(cleaned)
     huge = Arrays(
         data.x_train * 1e30, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test
     )
-    spec = ModelSpec(MLP, input_dim=data.x_train.shape[1], outputs=3, depth=1, width=16)
     wild = Hyperparams(10.0, 16, 1, 16, 0.0, 1e-5, "sgd", "relu")
     with pytest.raises(Diverged, match="training loss became nan"):
-        fit_trial(
-            optuna.trial.FixedTrial({}, number=0),
-            wild,
-            spec,
-            data=huge,
-            task="classification",
-            metric="val/accuracy",
-            epochs=3,
-            patience=5,
-            seed=1,
-            trial_dir=tmp_path,
-        )
+        fit(huge, tmp_path, wild, number=0)
 
 
 def test_tfmd_schema_keeps_bakeoff_columns_out_of_the_features(cleaned):
