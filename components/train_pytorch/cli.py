@@ -18,6 +18,7 @@ from components.training.cli import (
     code_hash,
     cpu_threads,
     inputs_hash,
+    peak_memory_mb,
     study_name,
 )
 from components.training.features import input_dim, outputs
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> None:
         client.set_terminated(parent.info.run_id, status="FAILED")
         raise
     client.set_terminated(parent.info.run_id, status="FINISHED")
+    metrics["peak_memory_mb"] = peak_memory_mb()
     Path(args.model_dir).mkdir(parents=True, exist_ok=True)
     with staged_outputs() as staged:
         staged.write_json(args.metrics, metrics)

@@ -18,9 +18,9 @@ import torch
 from components.outputs import staged_directory
 from components.train_pytorch.data import EVAL_BATCH, SplitDataModule
 from components.train_pytorch.fit import Device, fit_trial, load_network
-from components.train_pytorch.serving import RawFeatureModel, feature_order, raw_matrix
+from components.train_pytorch.serving import RawFeatureModel
 from components.training import study as studies
-from components.training.features import target_scale
+from components.training.features import feature_order, raw_matrix, target_scale
 from components.training.search import Hyperparams, TuningParams, model_spec
 from components.training.spec import ModelSpec
 

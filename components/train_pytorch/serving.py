@@ -5,10 +5,10 @@ TorchScript, ``torch.export`` and ONNX all take: gaps are filled with the
 imputation values, numeric features standardised, categorical features
 one-hot encoded with an out-of-vocabulary slot.
 
-Input: one float32 matrix, the columns in ``feature_order(constants)``: the
+Input: the serving matrix of ``components.training.features.raw_matrix``: the
 numeric features as they are (NaN for a gap), then each categorical feature as
 its position in the vocabulary (``constants["vocabularies"]``); NaN is a gap
-and any other position is out of vocabulary. :func:`raw_matrix` builds it from
+and any other position is out of vocabulary. ``raw_matrix`` builds it from
 a table of raw values.
 """
 
@@ -17,26 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
-
-
-def feature_order(constants: Mapping[str, Any]) -> list[str]:
-    """The columns of the serving input, in order."""
-    return [*constants["numeric"], *constants["categorical"]]
-
-
-def raw_matrix(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
-    """A table of raw feature values as the serving input matrix (float32)."""
-    columns = [frame[name].to_numpy(dtype=np.float64) for name in constants["numeric"]]
-    for name in constants["categorical"]:
-        index = {value: position for position, value in enumerate(constants["vocabularies"][name])}
-        values = frame[name]
-        positions = values.astype(str).map(index).fillna(-1).to_numpy(dtype=np.float64)
-        columns.append(np.where(values.isna().to_numpy(), np.nan, positions))
-    return np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((len(frame), 0))
 
 
 class RawFeatureModel(nn.Module):

@@ -20,6 +20,7 @@ from components.training.cli import (
     code_hash,
     cpu_threads,
     inputs_hash,
+    peak_memory_mb,
     study_name,
 )
 from components.training.search import TuningParams
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace) -> None:
         "cached": report.fully_cached,
         "blessed": bool(report.blessed),
         "pushed": report.pushed_uri is not None,
+        "peak_memory_mb": peak_memory_mb(),
     }
     client.set_tag(parent.info.run_id, "bakeoff.tfx_run_id", report.run_id)
     client.set_tag(parent.info.run_id, "bakeoff.tfx_cached", str(report.fully_cached))

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import json
 import os
+import resource
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,14 @@ def cpu_threads(configured: int) -> int:
         return configured
     share = os.environ.get("BAKEOFF_CPU_THREADS", "")
     return int(share) if share.isdigit() else 0
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process or of any child it waited for, in MiB.
+
+    Trials run in this process (or, with Optuna workers, in children), so this
+    is the stage's peak memory of training, framework and data included.
+    """
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(self_kb, children_kb) / 1024, 1)

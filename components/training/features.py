@@ -8,6 +8,13 @@ Layout of the vector: the numeric features in ``constants["numeric"]`` order,
 each ``(x - mean) / scale`` (a gap is first filled with its imputation value);
 then each categorical feature one-hot over its vocabulary plus one last slot
 for values not in it.
+
+Every exported model (both frameworks, every format) takes the *serving matrix*
+of :func:`raw_matrix` instead: one float32 row per record, the columns in
+:func:`feature_order`; numeric features as they are (NaN for a gap), then each
+categorical feature as its position in the vocabulary (NaN for a gap, any other
+position is out of vocabulary). Formats without strings (ONNX, TFLite,
+``torch.export``) take it as they are.
 """
 
 from __future__ import annotations
@@ -68,3 +75,19 @@ def targets(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
         as_text = frame[label["name"]].map(lambda value: str(value))
         return as_text.map(index).to_numpy(dtype=np.int64)
     return frame[label["name"]].to_numpy(dtype=np.float32)
+
+
+def feature_order(constants: Mapping[str, Any]) -> list[str]:
+    """The columns of the serving input, in order."""
+    return [*constants["numeric"], *constants["categorical"]]
+
+
+def raw_matrix(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
+    """A table of raw feature values as the serving input matrix (float32)."""
+    columns = [frame[name].to_numpy(dtype=np.float64) for name in constants["numeric"]]
+    for name in constants["categorical"]:
+        index = {value: position for position, value in enumerate(constants["vocabularies"][name])}
+        values = frame[name]
+        positions = values.astype(str).map(index).fillna(-1).to_numpy(dtype=np.float64)
+        columns.append(np.where(values.isna().to_numpy(), np.nan, positions))
+    return np.stack(columns, axis=1).astype(np.float32) if columns else np.zeros((len(frame), 0))

@@ -53,7 +53,7 @@ def study(repo):
 
 
 def test_the_saved_model_answers_raw_features_with_the_reported_accuracy(trained):
-    from components.train_pytorch.serving import raw_matrix
+    from components.training.features import raw_matrix
 
     repo, first = trained
     assert f"{STAGE}:" in first.stdout

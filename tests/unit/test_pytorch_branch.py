@@ -14,8 +14,9 @@ import torch
 from components.train_pytorch.data import SplitDataModule, chunk_rows
 from components.train_pytorch.fit import Device, fit_trial, load_network
 from components.train_pytorch.model import build_network, trainable_parameters
-from components.train_pytorch.serving import RawFeatureModel, raw_matrix
+from components.train_pytorch.serving import RawFeatureModel
 from components.training import features
+from components.training.features import raw_matrix
 from components.training.search import Hyperparams
 from components.training.spec import MLP, ModelSpec, parameter_count
 from components.training.study import Diverged
