@@ -11,7 +11,10 @@ from components.errors import BakeoffError
 
 def _parser() -> argparse.ArgumentParser:
     from components.clean import cli as clean_cli
+    from components.evaluate import cli as evaluate_cli
+    from components.export import cli as export_cli
     from components.ingest import cli as ingest_cli
+    from components.register import cli as register_cli
     from components.training import cli as train_cli
     from pipelines import runner, ui
 
@@ -27,6 +30,21 @@ def _parser() -> argparse.ArgumentParser:
             "train",
             train_cli,
             "tune and train one framework's model (DVC stage 'train@<framework>')",
+        ),
+        (
+            "evaluate",
+            evaluate_cli,
+            "score both models on the test split and pick the winner (DVC stage 'evaluate')",
+        ),
+        (
+            "export",
+            export_cli,
+            "export the winner to every serving format, with parity checks (DVC stage 'export')",
+        ),
+        (
+            "register",
+            register_cli,
+            "gate the winner against the champion, register and push it (DVC stage 'register')",
         ),
         ("run", runner, "run the pipeline (dvc repro), the trainers side by side"),
         ("ui", ui, "open the MLflow UI on 127.0.0.1 over the project's store"),

@@ -105,7 +105,7 @@ def train(job: Job) -> dict[str, Any]:
         started = time.perf_counter()
         model = RawFeatureModel(network, constants).eval()
         example = raw_matrix(pd.read_parquet(job.data_dir / "test.parquet").head(5), constants)
-        _log_model(model, example)
+        log_model(model, example)
         if blessed:  # as the TFX Pusher: a model below the threshold does not replace the last
             program = torch.export.export(
                 model,
@@ -195,7 +195,8 @@ def _save(
         )
 
 
-def _log_model(model: torch.nn.Module, example: np.ndarray) -> None:
+def log_model(model: torch.nn.Module, example: np.ndarray) -> Any:
+    """Log ``model`` (serving matrix in) to the active MLflow run as ``model``, pt2 format; its info."""
     import mlflow
     import mlflow.pytorch
     from mlflow.models import infer_signature
@@ -203,7 +204,7 @@ def _log_model(model: torch.nn.Module, example: np.ndarray) -> None:
     with torch.inference_mode():
         output = model(torch.from_numpy(example)).numpy()
     # Explicit requirements: inferring them loads the model again in a subprocess.
-    mlflow.pytorch.log_model(
+    return mlflow.pytorch.log_model(
         model,
         name="model",
         signature=infer_signature(example, output),

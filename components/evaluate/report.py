@@ -1,0 +1,165 @@
+"""The human side of the comparison: plots and ``reports/comparison.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+LEARNING = "learning_curves.png"
+CONFUSION = "confusion_matrices.png"
+LATENCY = "latency.png"
+
+
+def plot(
+    comparison: Mapping[str, Any], curves: Mapping[str, Mapping[str, list[float]]], folder: Path
+) -> list[str]:
+    """Draw the report's figures into ``folder``; the file names drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(comparison["frameworks"])
+    drawn = []
+    if any(curves.get(name) for name in names):
+        keys = sorted({key for name in names for key in curves.get(name, {})})
+        figure, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
+        for axis, key in zip(axes[0], keys, strict=True):
+            for name in names:
+                values = curves.get(name, {}).get(key)
+                if values:
+                    axis.plot(range(1, len(values) + 1), values, marker=".", label=name)
+            axis.set_title(key)
+            axis.set_xlabel("epoch")
+            axis.legend()
+        figure.suptitle("Best trial of each framework")
+        figure.tight_layout()
+        figure.savefig(folder / LEARNING, dpi=100)
+        plt.close(figure)
+        drawn.append(LEARNING)
+    if comparison["task"] == "classification":
+        figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
+        for axis, name in zip(axes[0], names, strict=True):
+            matrix = comparison["frameworks"][name]["test"]["confusion_matrix"]
+            axis.imshow(matrix, cmap="Blues")
+            for row, values in enumerate(matrix):
+                for column, count in enumerate(values):
+                    if count:
+                        axis.text(column, row, str(count), ha="center", va="center", fontsize=7)
+            axis.set_title(f"{name}: confusion (rows: true)")
+            axis.set_xlabel("predicted class")
+            axis.set_ylabel("true class")
+        figure.tight_layout()
+        figure.savefig(folder / CONFUSION, dpi=100)
+        plt.close(figure)
+        drawn.append(CONFUSION)
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for axis, key, field, title in (
+        (axes[0], "batch_1", "p50_ms", "batch-1 p50 latency (ms)"),
+        (axes[1], "batch_256", "p50_ms", "batch-256 p50 latency (ms)"),
+    ):
+        values = [comparison["frameworks"][name]["latency"][key][field] for name in names]
+        axis.bar(names, values, color=["tab:orange", "tab:blue"][: len(names)])
+        axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(folder / LATENCY, dpi=100)
+    plt.close(figure)
+    drawn.append(LATENCY)
+    return drawn
+
+
+def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str) -> str:
+    """The comparison as a Markdown report."""
+    names = sorted(comparison["frameworks"])
+    frameworks = comparison["frameworks"]
+    metric = comparison["metric"]
+    difference = comparison["difference"]
+    lines = [
+        f"# bakeoff: {comparison['dataset']} ({comparison['task']})",
+        "",
+        f"**Winner: {comparison['winner']}** — {comparison['reason']}.",
+        "",
+        f"Scored on the same {comparison['test_rows']} test rows with the same metric code; "
+        f"inference timed with {comparison['threads']} thread(s).",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    test_keys = [
+        k
+        for k in frameworks[names[0]]["test"]
+        if not isinstance(frameworks[names[0]]["test"][k], list)
+    ]
+
+    def row(label: str, values: list[Any]) -> None:
+        lines.append(f"| {label} | " + " | ".join(_cell(v) for v in values) + " |")
+
+    for key in test_keys:
+        row(f"test/{key}", [frameworks[n]["test"][key] for n in names])
+    row("batch-1 p50 latency (ms)", [frameworks[n]["latency"]["batch_1"]["p50_ms"] for n in names])
+    row("batch-1 p99 latency (ms)", [frameworks[n]["latency"]["batch_1"]["p99_ms"] for n in names])
+    row(
+        "batch-256 examples/s",
+        [frameworks[n]["latency"]["batch_256"]["examples_per_s"] for n in names],
+    )
+    row("model size (bytes)", [frameworks[n]["size_bytes"] for n in names])
+    row("parameters", [frameworks[n]["parameters"] for n in names])
+    row("training wall time (s)", [frameworks[n]["training_seconds"] for n in names])
+    row("training examples/s", [frameworks[n]["train_examples_per_s"] for n in names])
+    row("peak memory of training (MiB)", [frameworks[n]["peak_memory_mb"] for n in names])
+    row(
+        "best trial / its epochs",
+        [f"{frameworks[n]['best_trial']} / {frameworks[n]['best_epochs']}" for n in names],
+    )
+    row(
+        "trials run / pruned / failed",
+        [
+            "{run} / {pruned} / {failed}".format(**(frameworks[n]["trials"] or {}))
+            if frameworks[n]["trials"]
+            else None
+            for n in names
+        ],
+    )
+    lo, hi = difference["interval"]
+    lines += [
+        "",
+        "## Is the difference real?",
+        "",
+        f"{metric}, {difference['a']} minus {difference['b']}: {difference['value']:+.4f}, "
+        f"{difference['level']:.0%} paired bootstrap interval [{lo:+.4f}, {hi:+.4f}] "
+        f"over {difference['resamples']} resamples: "
+        + (
+            "the interval excludes zero."
+            if difference["significant"]
+            else "the interval includes zero (a tie)."
+        ),
+    ]
+    if "mcnemar" in difference:
+        test = difference["mcnemar"]
+        lines += [
+            "",
+            f"McNemar's test ({'exact binomial' if test['exact'] else 'chi-square, continuity-corrected'}): "
+            f"{test['only_a_right']} rows only {difference['a']} got right, "
+            f"{test['only_b_right']} only {difference['b']}; p = {test['p_value']:.4g}.",
+        ]
+    lines += ["", "## Fairness", ""]
+    if comparison["fairness"]:
+        lines += [f"- Broken: {line}" for line in comparison["fairness"]]
+    else:
+        lines.append("No fairness rule of DESIGN.md was visibly broken by this run.")
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{name}]({figure_dir}/{name})" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

@@ -1,0 +1,1 @@
+"""The export stage: the winner to every serving format its framework reaches, with parity checks."""

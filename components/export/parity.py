@@ -1,0 +1,96 @@
+"""Parity of an export with the native model, on the whole test split.
+
+A float export must match the native outputs to ``float_tolerance`` (max
+absolute difference); a quantised one may differ more but must not lose more
+than ``max_metric_drop`` of the selection metric (accuracy points as a
+fraction, or RMSE relative to the native RMSE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from components.evaluate import metrics as scoring
+
+
+@dataclass(frozen=True)
+class Limits:
+    float_tolerance: float = 1e-4
+    max_metric_drop: float = 0.01
+
+
+@dataclass(frozen=True)
+class Parity:
+    """One row of the parity table."""
+
+    format: str
+    quantised: bool
+    rows: int
+    max_abs_diff: float
+    argmax_agreement: float | None  # classification only
+    metric: str
+    native: float
+    exported: float
+    metric_delta: float  # exported - native
+    passed: bool
+    limit: str
+
+
+def metric_of(task: str, metric: str, output: np.ndarray, truth: np.ndarray) -> float:
+    """``metric`` of ``output`` against the true labels or values."""
+    scores = (
+        scoring.classification(output, truth)
+        if task == "classification"
+        else scoring.regression(output, truth)
+    )
+    return float(scores[metric])
+
+
+def check(
+    name: str,
+    native: np.ndarray,
+    exported: np.ndarray,
+    truth: np.ndarray,
+    *,
+    task: str,
+    metric: str,
+    quantised: bool,
+    limits: Limits,
+) -> Parity:
+    """Compare one export's outputs with the native model's on the same rows."""
+    native = np.asarray(native, dtype=np.float64)
+    exported = np.asarray(exported, dtype=np.float64).reshape(native.shape)
+    if not np.all(np.isfinite(exported)):
+        difference = float("inf")
+    else:
+        difference = float(np.abs(native - exported).max()) if native.size else 0.0
+    agreement = (
+        float((native.argmax(1) == exported.argmax(1)).mean()) if task == "classification" else None
+    )
+    base = metric_of(task, metric, native, truth)
+    score = metric_of(task, metric, exported, truth) if np.isfinite(difference) else float("nan")
+    delta = score - base
+    higher = scoring.HIGHER_IS_BETTER[metric]
+    if quantised:
+        # Loss in the metric's own direction; for RMSE relative to the native value.
+        loss = -delta if higher else (delta / base if base else delta)
+        passed = bool(np.isfinite(difference)) and loss <= limits.max_metric_drop
+        limit = f"{metric} loss <= {limits.max_metric_drop:g}"
+    else:
+        passed = difference <= limits.float_tolerance
+        limit = f"max |diff| <= {limits.float_tolerance:g}"
+    return Parity(
+        name,
+        quantised,
+        len(native),
+        difference,
+        agreement,
+        metric,
+        base,
+        score,
+        delta,
+        passed,
+        limit,
+    )

@@ -1,0 +1,263 @@
+"""The verdict's rules: choosing the winner, the champion gate, and export parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.errors import ParamsError
+from components.evaluate.core import EvaluateParams, compare, fairness, selection_metric
+from components.evaluate.models import Native
+from components.evaluate.select import Candidate, select
+from components.evaluate.stats import Interval
+from components.export.core import describe_failure, failures
+from components.export.parity import Limits, check
+from components.register.gate import CHALLENGER, CHAMPION, decide
+from components.training.features import targets
+
+
+def interval(difference: float, low: float, high: float) -> Interval:
+    return Interval(difference, low, high, 0.95, 2000)
+
+
+FAST_BIG = Candidate("tensorflow", 0.95, latency_ms=1.0, size_bytes=900)
+SLOW_SMALL = Candidate("pytorch", 0.96, latency_ms=2.0, size_bytes=100)
+
+
+@pytest.mark.parametrize(
+    ("difference", "higher", "winner"),
+    [(0.02, True, "tensorflow"), (-0.02, True, "pytorch"), (0.02, False, "pytorch")],
+)
+def test_a_real_difference_is_decided_by_the_metric(difference, higher, winner):
+    low, high = sorted((difference / 2, difference * 2))
+    chosen = select(
+        FAST_BIG,
+        SLOW_SMALL,
+        interval(difference, low, high),
+        metric="test/m",
+        higher_is_better=higher,
+    )
+    assert (chosen.winner, chosen.decided_by) == (winner, "metric")
+    assert "excludes zero" in chosen.reason
+
+
+def test_a_tie_goes_to_faster_inference():
+    # pytorch scores higher, but the interval includes zero: a tie.
+    chosen = select(
+        FAST_BIG, SLOW_SMALL, interval(-0.01, -0.03, 0.01), metric="m", higher_is_better=True
+    )
+    assert (chosen.winner, chosen.decided_by) == ("tensorflow", "latency")
+    assert "a tie" in chosen.reason
+
+
+def test_a_tie_within_the_latency_margin_goes_to_the_smaller_model():
+    close = Candidate("tensorflow", 0.95, latency_ms=1.9, size_bytes=900)
+    chosen = select(
+        close, SLOW_SMALL, interval(-0.01, -0.03, 0.01), metric="m", higher_is_better=True
+    )
+    assert (chosen.winner, chosen.decided_by) == ("pytorch", "size")
+
+
+def test_a_complete_tie_is_still_decided_by_name():
+    a = Candidate("tensorflow", 0.9, 1.0, 100)
+    b = Candidate("pytorch", 0.9, 1.0, 100)
+    chosen = select(a, b, interval(0.0, -0.01, 0.01), metric="m", higher_is_better=True)
+    assert (chosen.winner, chosen.decided_by) == ("pytorch", "name")
+
+
+def test_the_first_registration_promotes():
+    decision = decide(0.5, None, metric="test/accuracy", higher_is_better=True, tolerance=0.0)
+    assert (decision.promote, decision.alias) == (True, CHAMPION)
+    assert "no champion" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("score", "champion", "higher", "promote"),
+    [
+        (0.95, 0.90, True, True),  # better
+        (0.896, 0.90, True, True),  # worse, within the tolerance
+        (0.89, 0.90, True, False),  # worse by more than the tolerance
+        (0.40, 0.404, False, True),  # an error metric, lower
+        (0.41, 0.40, False, False),
+    ],
+)
+def test_the_gate_keeps_a_champion_only_against_a_clearly_worse_model(
+    score, champion, higher, promote
+):
+    decision = decide(
+        score,
+        champion,
+        metric="test/x",
+        higher_is_better=higher,
+        tolerance=0.005,
+        champion_version="3",
+    )
+    assert decision.promote is promote
+    assert decision.alias == (CHAMPION if promote else CHALLENGER)
+    assert "version 3" in decision.reason
+
+
+def test_a_relative_tolerance_scales_with_the_champion():
+    # RMSE 102 against 100: 2% worse, inside 5% but outside 1%.
+    assert decide(
+        102, 100, metric="rmse", higher_is_better=False, tolerance=0.05, relative=True
+    ).promote
+    assert not decide(
+        102, 100, metric="rmse", higher_is_better=False, tolerance=0.01, relative=True
+    ).promote
+
+
+def test_a_champion_that_cannot_read_todays_data_is_replaced():
+    decision = decide(
+        0.1,
+        None,
+        metric="m",
+        higher_is_better=True,
+        tolerance=0.0,
+        unscorable="takes other input columns",
+    )
+    assert decision.promote and "other input columns" in decision.reason
+
+
+PROBABILITIES = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+LABELS = np.array([0, 1, 1, 1])
+
+
+LIMITS = Limits()
+
+
+def parity(exported, quantised=False, limits=LIMITS):
+    return check(
+        "fmt",
+        PROBABILITIES,
+        exported,
+        LABELS,
+        task="classification",
+        metric="accuracy",
+        quantised=quantised,
+        limits=limits,
+    )
+
+
+def test_a_float_export_within_the_tolerance_passes():
+    row = parity(PROBABILITIES + 5e-5)
+    assert row.passed and row.max_abs_diff == pytest.approx(5e-5)
+    assert row.argmax_agreement == 1.0 and row.metric_delta == 0.0
+
+
+def test_a_float_export_off_by_more_than_the_tolerance_fails_even_with_the_same_argmax():
+    row = parity(PROBABILITIES + 2e-4)
+    assert not row.passed and row.argmax_agreement == 1.0
+    assert "fmt: max |diff| 0.0002" in describe_failure("pytorch", failures([row]))
+
+
+def test_a_quantised_export_may_differ_but_not_lose_more_than_the_allowed_metric():
+    flipped = PROBABILITIES.copy()
+    flipped[2] = [0.4, 0.6]  # one more right: the metric rises, allowed
+    assert parity(flipped, quantised=True).passed
+    wrong = PROBABILITIES.copy()
+    wrong[1] = [0.6, 0.4]  # one of four rows lost: 25 points
+    row = parity(wrong, quantised=True)
+    assert not row.passed and row.metric_delta == pytest.approx(-0.25)
+    assert row.argmax_agreement == pytest.approx(0.75)
+
+
+def test_an_export_with_nan_outputs_fails():
+    broken = PROBABILITIES.copy()
+    broken[0, 0] = np.nan
+    assert not parity(broken).passed
+    assert not parity(broken, quantised=True).passed
+
+
+def test_regression_parity_compares_values_and_rmse():
+    values, truth = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.5, 2.0])
+    row = check(
+        "onnx",
+        values,
+        values.reshape(-1, 1) + 1e-6,
+        truth,
+        task="regression",
+        metric="rmse",
+        quantised=False,
+        limits=Limits(),
+    )
+    assert row.passed and row.argmax_agreement is None
+
+
+@pytest.mark.parametrize(
+    ("task", "optimised", "metric"),
+    [
+        ("classification", "val/accuracy", "accuracy"),
+        ("classification", "val/loss", "log_loss"),
+        ("regression", "val/rmse", "rmse"),
+    ],
+)
+def test_the_winner_is_chosen_by_the_metric_the_trainers_optimised(task, optimised, metric):
+    assert selection_metric(task, optimised) == metric
+
+
+def test_a_metric_of_the_other_task_is_refused():
+    with pytest.raises(ParamsError, match="val/rmse"):
+        selection_metric("classification", "val/rmse")
+
+
+TRAINED = {
+    "parameters": 100,
+    "trials": {"run": 4, "complete": 3, "pruned": 1, "failed": 0},
+    "best_params": {"depth": 1, "width": 32},
+    "blessed": True,
+}
+
+
+def test_fairness_names_the_rules_a_run_broke():
+    assert fairness({"tensorflow": TRAINED, "pytorch": TRAINED}) == []
+    other = {**TRAINED, "parameters": 101, "trials": {"run": 3}, "blessed": False}
+    broken = fairness({"tensorflow": TRAINED, "pytorch": other})
+    assert any("equal parameter counts" in line for line in broken)
+    assert any("pytorch ran 3 trials" in line for line in broken)
+    assert any("pytorch's model did not pass" in line for line in broken)
+    # A different architecture drawn by each search is not a broken rule.
+    wider = {**TRAINED, "parameters": 300, "best_params": {"depth": 1, "width": 64}}
+    assert fairness({"tensorflow": TRAINED, "pytorch": wider}) == []
+
+
+def test_compare_scores_both_models_on_the_same_rows_and_tests_the_difference(cleaned):
+    test, constants = cleaned.splits["test"], cleaned.preprocessing
+    truth = targets(test, constants)
+    classes = len(constants["label"]["classes"])
+    wrong = (truth + 1) % classes
+
+    def perfect(matrix):
+        # Scoring sees every row at once; latency sees one row or a batch of 256.
+        rows = len(matrix)
+        return (
+            np.eye(classes)[truth] if rows == len(truth) else np.eye(classes)[np.zeros(rows, int)]
+        )
+
+    def always_wrong(matrix):
+        rows = len(matrix)
+        return (
+            np.eye(classes)[wrong] if rows == len(truth) else np.eye(classes)[np.zeros(rows, int)]
+        )
+
+    models = {
+        "tensorflow": Native("tensorflow", Path("tf"), 10, perfect),
+        "pytorch": Native("pytorch", Path("pt"), 20, always_wrong),
+    }
+    result = compare(
+        test,
+        constants,
+        models,
+        {"tensorflow": TRAINED, "pytorch": TRAINED},
+        EvaluateParams(optimised="val/accuracy", resamples=200, latency_repeats=10),
+    )
+    assert result["frameworks"]["tensorflow"]["test"]["accuracy"] == 1.0
+    assert result["frameworks"]["pytorch"]["test"]["accuracy"] == 0.0
+    assert result["winner"] == "tensorflow" and result["decided_by"] == "metric"
+    assert result["difference"]["significant"]
+    assert result["difference"]["mcnemar"]["only_b_right"] == len(truth)
+    assert result["difference"]["mcnemar"]["p_value"] < 0.05
+    assert result["frameworks"]["pytorch"]["latency"]["batch_1"]["p50_ms"] > 0
+    assert result["fairness"] == []
