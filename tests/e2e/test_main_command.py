@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import run
+from components.training.features import raw_matrix
+from tests.conftest import run, stage_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +42,85 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     assert quality["schema"]["inferred"] is False, (
         "the committed schema must be the one validated against"
     )
+    check_verdict(repo)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def check_verdict(repo) -> None:
+    """The run ended with a comparison, checked exports and a registered champion that serves."""
+    comparison = json.loads((repo / "reports" / "comparison.json").read_text())
+    assert comparison["winner"] in ("tensorflow", "pytorch")
+    assert (repo / "reports" / "comparison.md").read_text().startswith("# bakeoff: digits")
+    parity = json.loads((repo / "reports" / "parity.json").read_text())
+    assert parity["framework"] == comparison["winner"]
+    assert all(row["passed"] for row in parity["rows"])
+    bench = json.loads((repo / "reports" / "serving_bench.json").read_text())
+    assert "onnx" in bench["formats"] and "native_eager" in bench["formats"]
+    record = json.loads((repo / "reports" / "registry.json").read_text())
+    assert (record["version"], record["alias"], record["promoted"]) == ("1", "champion", True)
+    pushed = repo / record["pushed_to"]
+    assert (pushed / "manifest.json").is_file() and (pushed / "model.onnx").is_file()
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias(record["model_name"], "champion")
+    assert champion.version == "1"
+    assert champion.tags["bakeoff.framework"] == comparison["winner"]
+    assert champion.tags["bakeoff.optuna_study"] and champion.tags["bakeoff.training_run"]
+    assert "Gate: promoted" in champion.description
+
+    # `mlflow models serve` answers a real prediction request for the champion.
+    port = free_port()
+    env = stage_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"}
+    server = subprocess.Popen(
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{record['model_name']}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        rows = raw_matrix(
+            pd.read_parquet(repo / "data" / "clean" / "test.parquet").head(4),
+            json.loads((repo / "data" / "clean" / "preprocessing.json").read_text()),
+        )
+        body = json.dumps({"inputs": rows.tolist()}).encode()
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, "mlflow models serve exited"
+                assert time.monotonic() < deadline, "mlflow models serve did not answer"
+                time.sleep(2)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    probabilities = np.asarray(answer["predictions"])
+    assert probabilities.shape == (4, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
