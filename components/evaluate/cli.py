@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
         text = report.markdown(comparison, drawn, relative.as_posix())
         with staged_outputs() as staged:
             staged.write_json(args.comparison, comparison)
-            staged.write(args.report, lambda path: path.write_text(text, encoding="utf-8"))
+            staged.write(args.report, partial(_write_text, text))
         _log(client, run_id, comparison, args, figures, drawn)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
@@ -119,6 +120,10 @@ def run(args: argparse.Namespace) -> None:
     )
     for line in comparison["fairness"]:
         print(f"evaluate: fairness rule broken: {line}")
+
+
+def _write_text(text: str, path: Path) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def _start_run(

@@ -137,7 +137,8 @@ def compare(
         for name in (a, b)
     ]
     chosen = select(
-        *candidates,
+        candidates[0],
+        candidates[1],
         interval,
         metric=f"test/{metric}",
         higher_is_better=higher,

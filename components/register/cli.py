@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
 
 def _log_native(
     framework: str, model_dir: Path, constants: dict[str, Any], example: np.ndarray
-) -> None:
+) -> Any:
     """Log the winner in its own MLflow flavour, serving matrix in, as the active run's ``model``."""
     if framework == "pytorch":
         from components.export.pytorch import load_native

@@ -70,7 +70,7 @@ def check_verdict(repo) -> None:
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias(record["model_name"], "champion")
-    assert champion.version == "1"
+    assert str(champion.version) == "1"
     assert champion.tags["bakeoff.framework"] == comparison["winner"]
     assert champion.tags["bakeoff.optuna_study"] and champion.tags["bakeoff.training_run"]
     assert "Gate: promoted" in champion.description
