@@ -58,9 +58,18 @@ def main() -> None:
                     latest_version(model_dir), constants, folder, args.threads, reference
                 )
             else:
-                bundle = core.export_pytorch(model_dir, constants, folder, matrix[:2], args.threads)
+                reference = load(framework, model_dir, constants).call
+                bundle = core.export_pytorch(
+                    model_dir, constants, folder, matrix[:2], args.threads, reference
+                )
             table = core.parity_table(
-                bundle, matrix, truth, task=constants["task"], metric=metric, limits=Limits()
+                bundle,
+                matrix,
+                truth,
+                task=constants["task"],
+                metric=metric,
+                limits=Limits(),
+                scale=core.output_scale(constants),
             )
             failed = core.failures(table)
             if failed:

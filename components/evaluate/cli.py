@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.errors import BakeoffError
+from components.errors import BakeoffError, ParamsError
 from components.outputs import staged_directory, staged_outputs
 from components.params import fraction, load_params, number, section, whole
 from components.training import tracking
@@ -40,12 +41,19 @@ def params_from(raw: dict[str, Any], tuning: TuningParams, task: str) -> Any:
     return EvaluateParams(
         optimised=tuning.objective_metric(task),
         resamples=whole(raw.get("resamples", 2000), "evaluate.resamples", 100),
-        level=fraction(raw.get("level", 0.95), "evaluate.level"),
+        level=_level(raw.get("level", 0.95)),
         seed=whole(raw.get("seed", 0), "evaluate.seed", 0),
         threads=whole(raw.get("threads", 1), "evaluate.threads", 1),
         latency_repeats=whole(raw.get("latency_repeats", 200), "evaluate.latency_repeats", 10),
         latency_margin=number(raw.get("latency_margin", 0.1), "evaluate.latency_margin", 0.0),
     )
+
+
+def _level(value: Any) -> float:
+    level = fraction(value, "evaluate.level")
+    if not 0 < level < 1:
+        raise ParamsError("evaluate.level", f"expected a number between 0 and 1; found {value!r}")
+    return level
 
 
 def run(args: argparse.Namespace) -> None:
@@ -96,11 +104,11 @@ def run(args: argparse.Namespace) -> None:
     comparison["mlflow_run_id"] = run_id
     try:
         figures = Path(args.figures)
-        with staged_directory(figures) as folder:
+        relative = os.path.relpath(figures.resolve(), Path(args.report).resolve().parent)
+        # The figures, the comparison and the report are replaced together, or not at all.
+        with staged_outputs() as staged, staged_directory(figures) as folder:
             drawn = report.plot(comparison, curves, folder)
-        relative = figures.resolve().relative_to(Path(args.report).resolve().parent)
-        text = report.markdown(comparison, drawn, relative.as_posix())
-        with staged_outputs() as staged:
+            text = report.markdown(comparison, drawn, Path(relative).as_posix())
             staged.write_json(args.comparison, comparison)
             staged.write(args.report, partial(_write_text, text))
         _log(client, run_id, comparison, args, figures, drawn)

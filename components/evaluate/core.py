@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.errors import ParamsError
+from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
 from components.evaluate.latency import profile
 from components.evaluate.models import Native
-from components.evaluate.select import Candidate, select
+from components.evaluate.select import Candidate, Selection, select
 from components.evaluate.stats import mcnemar, paired_bootstrap
 from components.training.features import raw_matrix, targets
 
@@ -40,6 +40,7 @@ TRAINING_KEYS = (
     "parameters",
     "peak_memory_mb",
     "blessed",
+    "pushed",
     "mlflow_run_id",
     "best_params",
 )
@@ -82,6 +83,13 @@ def compare(
     matrix = raw_matrix(test, constants)
     truth = targets(test, constants)
     outputs = {name: model.predict(matrix) for name, model in models.items()}
+    for name, output in outputs.items():
+        bad = int((~np.isfinite(output.reshape(len(output), -1))).any(axis=1).sum())
+        if bad:
+            raise BakeoffError(
+                f"evaluate: {name}'s model at {models[name].path} answers NaN or infinity "
+                f"for {bad} of {len(output)} test rows; retrain it before comparing"
+            )
     per_framework: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         scores = (
@@ -136,14 +144,32 @@ def compare(
         )
         for name in (a, b)
     ]
-    chosen = select(
-        candidates[0],
-        candidates[1],
-        interval,
-        metric=f"test/{metric}",
-        higher_is_better=higher,
-        latency_margin=params.latency_margin,
-    )
+    current = {name: saved_this_run(training[name]) for name in (a, b)}
+    for name in (a, b):
+        per_framework[name]["current"] = current[name]
+    if not any(current.values()):
+        raise BakeoffError(
+            "evaluate: neither trainer saved a model in its last run (both below their "
+            "quality gates; see 'blessed' in metrics/*.json); there is nothing new to ship"
+        )
+    if all(current.values()):
+        chosen = select(
+            candidates[0],
+            candidates[1],
+            interval,
+            metric=f"test/{metric}",
+            higher_is_better=higher,
+            latency_margin=params.latency_margin,
+        )
+    else:
+        fresh, stale = (a, b) if current[a] else (b, a)
+        chosen = Selection(
+            fresh,
+            stale,
+            "eligibility",
+            f"{stale}'s last training run saved no model (below its quality gate), so the "
+            f"{stale} model on disk is from an earlier run and cannot win",
+        )
     return {
         "dataset": constants["dataset"],
         "task": task,
@@ -189,6 +215,18 @@ def fairness(training: Mapping[str, Mapping[str, Any]]) -> list[str]:
     if runs[0] != runs[1]:
         broken.append(f"same trial budget: {a} ran {runs[0]} trials, {b} {runs[1]}")
     for name, trained in ((a, first), (b, second)):
-        if trained.get("blessed") is False:
-            broken.append(f"{name}'s model did not pass its own quality gate; it is scored anyway")
+        if not saved_this_run(trained):
+            broken.append(
+                f"same training run: {name}'s last run saved no model, so its model on "
+                "disk comes from an earlier run (scored, but it cannot win)"
+            )
     return broken
+
+
+def saved_this_run(trained: Mapping[str, Any]) -> bool:
+    """Whether the model on disk is the one a framework's metrics describe.
+
+    A trainer whose best model misses its quality gate saves nothing (TFX's
+    Pusher, the PyTorch stage's threshold), leaving the earlier model in place.
+    """
+    return trained.get("pushed", True) is not False

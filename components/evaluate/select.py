@@ -28,7 +28,7 @@ class Candidate:
 class Selection:
     winner: str
     runner_up: str
-    decided_by: str  # metric | latency | size | name
+    decided_by: str  # metric | latency | size | name (evaluate adds: eligibility)
     reason: str
 
 

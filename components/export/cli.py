@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> None:
         "metric": comparison["metric"],
         "test_score": comparison["frameworks"][framework]["test"][metric],
     }
-    with staged_directory(args.out) as folder:
+    # The exports and both reports are replaced together, or not at all.
+    with staged_outputs() as staged, staged_directory(args.out) as folder:
         if framework == "tensorflow":
             version = latest_version(model_dir)
             source["model"] = str(version)
@@ -86,18 +87,32 @@ def run(args: argparse.Namespace) -> None:
             bundle = core.export_tensorflow(version, constants, folder, threads, reference)
         else:
             source["model"] = str(model_dir)
-            bundle = core.export_pytorch(model_dir, constants, folder, matrix[:2], threads)
-        table = core.parity_table(bundle, matrix, truth, task=task, metric=metric, limits=limits)
+            reference = load(framework, model_dir, constants).call
+            bundle = core.export_pytorch(
+                model_dir, constants, folder, matrix[:2], threads, reference
+            )
+        table = core.parity_table(
+            bundle,
+            matrix,
+            truth,
+            task=task,
+            metric=metric,
+            limits=limits,
+            scale=core.output_scale(constants),
+        )
         failed = core.failures(table)
         if failed:
             raise core.ParityError(core.describe_failure(framework, failed))
         bench = core.serving_bench(bundle, matrix, threads, repeats)
         description = core.manifest(bundle, constants, folder, table, source)
         (folder / "manifest.json").write_text(json.dumps(description, indent=2) + "\n")
-    with staged_outputs() as staged:
         staged.write_json(
             args.parity,
-            {"framework": framework, "limits": asdict(limits), "rows": [asdict(r) for r in table]},
+            {
+                "framework": framework,
+                "limits": asdict(limits),
+                "rows": [asdict(r) for r in table],
+            },
         )
         staged.write_json(args.serving_bench, bench)
     _print(framework, table, bench)

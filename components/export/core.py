@@ -17,7 +17,7 @@ from components.errors import BakeoffError
 from components.evaluate.latency import profile
 from components.export.parity import Limits, Parity, check
 from components.export.runtimes import onnx_runtime
-from components.training.features import feature_order
+from components.training.features import feature_order, target_scale
 
 Call = Callable[[np.ndarray], np.ndarray]
 EAGER = "native_eager"
@@ -71,9 +71,20 @@ def export_tensorflow(
 
 
 def export_pytorch(
-    model_dir: Path, constants: Mapping[str, Any], folder: Path, example: np.ndarray, threads: int
+    model_dir: Path,
+    constants: Mapping[str, Any],
+    folder: Path,
+    example: np.ndarray,
+    threads: int,
+    reference: Call | None = None,
 ) -> Bundle:
-    """The PyTorch formats of the network in the stage's checkpoint."""
+    """The PyTorch formats of the network in the stage's checkpoint.
+
+    ``reference`` is the model the exports are held to: the stage's own
+    ``model.pt2`` (what evaluate scored), so preprocessing rebuilt here from
+    the checkpoint and today's constants cannot drift unnoticed. Without it,
+    the rebuilt eager module is the reference.
+    """
     from components.export import pytorch as pt_export
 
     model = pt_export.load_native(model_dir, constants)
@@ -85,7 +96,9 @@ def export_pytorch(
         "onnx": onnx_runtime(files["onnx"], threads),
         EAGER: eager,
     }
-    return Bundle("pytorch", files, runtimes, eager, "the nn.Module of the best checkpoint (eager)")
+    if reference is None:
+        return Bundle("pytorch", files, runtimes, eager, "the best checkpoint's nn.Module (eager)")
+    return Bundle("pytorch", files, runtimes, reference, "the PyTorch stage's model.pt2")
 
 
 def parity_table(
@@ -96,6 +109,7 @@ def parity_table(
     task: str,
     metric: str,
     limits: Limits,
+    scale: float = 1.0,
 ) -> list[Parity]:
     """Every export (and the eager model) against the reference, on every test row."""
     native = _batched(bundle.reference, matrix)
@@ -109,6 +123,7 @@ def parity_table(
             metric=metric,
             quantised=name in QUANTISED,
             limits=limits,
+            scale=scale,
         )
         for name, call in bundle.runtimes.items()
     ]
@@ -119,6 +134,12 @@ def _batched(call: Call, matrix: np.ndarray, size: int = 1024) -> np.ndarray:
         np.asarray(call(matrix[start : start + size])) for start in range(0, len(matrix), size)
     ]
     return np.concatenate(parts)
+
+
+def output_scale(constants: Mapping[str, Any]) -> float:
+    """What a float export's difference is measured in: the label's deviation for regression."""
+    scale = target_scale(constants)
+    return float(scale[1]) if scale and scale[1] > 0 else 1.0
 
 
 def failures(table: list[Parity]) -> list[Parity]:

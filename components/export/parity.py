@@ -1,7 +1,8 @@
 """Parity of an export with the native model, on the whole test split.
 
 A float export must match the native outputs to ``float_tolerance`` (max
-absolute difference); a quantised one may differ more but must not lose more
+absolute difference; for regression in units of the label's deviation, since
+float32 itself rounds a value of 2,000 to 2.4e-4); a quantised one may differ more but must not lose more
 than ``max_metric_drop`` of the selection metric (accuracy points as a
 fraction, or RMSE relative to the native RMSE).
 """
@@ -58,8 +59,13 @@ def check(
     metric: str,
     quantised: bool,
     limits: Limits,
+    scale: float = 1.0,
 ) -> Parity:
-    """Compare one export's outputs with the native model's on the same rows."""
+    """Compare one export's outputs with the native model's on the same rows.
+
+    ``scale`` divides the difference before the float limit applies (the
+    train split's label deviation for regression; 1 for probabilities).
+    """
     native = np.asarray(native, dtype=np.float64)
     exported = np.asarray(exported, dtype=np.float64).reshape(native.shape)
     if not np.all(np.isfinite(exported)):
@@ -79,8 +85,9 @@ def check(
         passed = bool(np.isfinite(difference)) and loss <= limits.max_metric_drop
         limit = f"{metric} loss <= {limits.max_metric_drop:g}"
     else:
-        passed = difference <= limits.float_tolerance
-        limit = f"max |diff| <= {limits.float_tolerance:g}"
+        passed = difference / scale <= limits.float_tolerance
+        unit = "" if scale == 1.0 else f" x {scale:.4g} (label deviation)"
+        limit = f"max |diff| <= {limits.float_tolerance:g}{unit}"
     return Parity(
         name,
         quantised,

@@ -46,8 +46,7 @@ def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
     scale = np.array([constants["stats"][n]["scale"] for n in numeric], np.float32)
     sizes = [len(vocabularies[n]) for n in categorical]
     fill_positions = [_position(vocabularies[n], constants["impute"][n]) for n in categorical]
-    classification = constants["task"] == "classification"
-    output = "probabilities" if classification else "value"
+    output = "probabilities" if constants["task"] == "classification" else "value"
     spec = tf.TensorSpec([None, width], tf.float32, name="inputs")
 
     class RawMatrixModel(tf.Module):
@@ -70,10 +69,10 @@ def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
                 known = (position >= 0) & (position < size) & (position == tf.floor(position))
                 slot = tf.where(known, position, tf.constant(float(size)))
                 parts.append(tf.one_hot(tf.cast(slot, tf.int32), size + 1, dtype=tf.float32))
-            result = self.model(
+            # (rows, classes) or (rows, 1), as the PyTorch exports answer.
+            return self.model(
                 tf.concat(parts, axis=1) if len(parts) > 1 else parts[0], training=False
             )
-            return result if classification else tf.reshape(result, [-1])
 
         @tf.function(input_signature=[spec])
         def __call__(self, raw: Any) -> Any:
@@ -104,8 +103,8 @@ def export(module: Any, folder: Path) -> dict[str, Path]:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range: int8 weights
     (folder / TFLITE_QUANTISED).write_bytes(converter.convert())
     tf2onnx.convert.from_function(
-        module.__call__,
-        input_signature=[module.__call__.input_signature[0]],
+        module.serve,  # named output, as the SavedModel's signature and the PyTorch ONNX file
+        input_signature=[module.serve.input_signature[0]],
         opset=OPSET,
         output_path=str(folder / ONNX),
     )

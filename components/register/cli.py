@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preprocessing", required=True, help="the shared constants (JSON)")
     parser.add_argument("--tensorflow-model", required=True, help="TensorFlow's model folder")
     parser.add_argument("--pytorch-model", required=True, help="PyTorch's model folder")
+    parser.add_argument(
+        "--serving-dir",
+        required=True,
+        help="where promoted versions are pushed, as <name>/<version>/ (never overwritten)",
+    )
     parser.add_argument("--out", required=True, help="the registration record to write (JSON)")
 
 
@@ -50,7 +56,6 @@ def params_from(raw: dict[str, Any], dataset: str) -> Any:
     return RegisterParams(
         model_name=f"bakeoff-{dataset}" if name == "auto" else name,
         tolerance=number(raw.get("tolerance", 0.005), "register.tolerance", 0.0),
-        serving_dir=Path(str(raw.get("serving_dir", "serving"))),
     )
 
 
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from components.register import core
-    from components.training.features import feature_order, raw_matrix, targets
+    from components.training.features import raw_matrix
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     root = Path.cwd()
@@ -75,16 +80,15 @@ def run(args: argparse.Namespace) -> None:
     framework = manifest["framework"]
     metric = comparison["metric"].split("/", 1)[1]
     test = pd.read_parquet(Path(args.data_dir) / "test.parquet")
-    matrix, truth = raw_matrix(test, constants), targets(test, constants)
 
-    def score(path: Path) -> float:
-        return core.score_onnx(path, matrix, truth, constants["task"], metric)
+    def score(onnx_file: Path, described: Mapping[str, Any]) -> float:
+        return core.score_export(onnx_file, described, test, constants, metric)
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
     experiment = tracking.use_experiment(uri, dataset, root / "mlflow" / "artifacts")
     client = mlflow.MlflowClient(uri)
-    new = score(exports / manifest["formats"]["onnx"]["path"])
-    champion = core.champion_score(client, own.model_name, feature_order(constants), score)
+    new = score(exports / manifest["formats"]["onnx"]["path"], manifest)
+    champion = core.champion_score(client, own.model_name, score)
     decision = core.gate(new, champion, metric=metric, tolerance=own.tolerance)
     training_run = client.get_run(manifest["source"]["mlflow_run_id"])
     tags = core.version_tags(training_run, comparison, framework, root)
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> None:
     try:
         with mlflow.start_run(run_id=run_id):
             model_dir = Path(getattr(args, f"{framework}_model"))
-            logged = _log_native(framework, model_dir, constants, matrix[:5])
+            example = raw_matrix(test.head(5), constants)
+            logged = _log_native(framework, model_dir, constants, example)
             mlflow.log_artifact(str(exports / manifest["formats"]["onnx"]["path"]), core.ONNX_PATH)
             mlflow.log_artifact(str(exports / "manifest.json"), core.ONNX_PATH)
             for report in (args.comparison, args.report, args.parity):
@@ -109,14 +114,20 @@ def run(args: argparse.Namespace) -> None:
         client.set_terminated(run_id, status="FAILED")
         raise
     version = str(registered.version)
-    client.update_model_version(own.model_name, version, core.description(comparison, decision))
-    client.set_model_version_tag(own.model_name, version, core.TAG_ALIAS, decision.reason)
-    pushed = (
-        core.push(exports, manifest, own.serving_dir, own.model_name, version)
-        if decision.promote
-        else None
-    )
-    client.set_registered_model_alias(own.model_name, decision.alias, version)
+    try:
+        client.update_model_version(own.model_name, version, core.description(comparison, decision))
+        client.set_model_version_tag(own.model_name, version, core.TAG_ALIAS, decision.reason)
+        pushed = (
+            core.push(exports, manifest, Path(args.serving_dir), own.model_name, version)
+            if decision.promote
+            else None
+        )
+        client.set_registered_model_alias(own.model_name, decision.alias, version)
+    except BaseException:
+        # No version without its alias and push: a rerun registers it again.
+        client.delete_model_version(own.model_name, version)
+        client.set_terminated(run_id, status="FAILED")
+        raise
     record = {
         "model_name": own.model_name,
         "version": version,

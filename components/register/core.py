@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from components.errors import BakeoffError
 from components.evaluate import metrics as scoring
@@ -23,6 +24,7 @@ from components.export.parity import metric_of
 from components.export.runtimes import onnx_runtime
 from components.register.gate import CHAMPION, Decision, decide
 from components.training import tracking
+from components.training.features import feature_order, raw_matrix, targets
 
 ONNX_PATH = "onnx"  # artifact folder of each registered version's run
 TAG_TRAINING_RUN = "bakeoff.training_run"
@@ -36,7 +38,6 @@ class RegisterParams:
 
     model_name: str
     tolerance: float
-    serving_dir: Path
 
 
 @dataclass(frozen=True)
@@ -48,41 +49,74 @@ class Scored:
     unscorable: str | None = None
 
 
-def score_onnx(path: Path, matrix: np.ndarray, truth: np.ndarray, task: str, metric: str) -> float:
-    """``metric`` of an ONNX model on the serving matrix, through ONNX Runtime."""
-    call = onnx_runtime(path, threads=1)
+class Unscorable(BakeoffError):
+    """A registered model that cannot be scored on today's data, and why."""
+
+
+def serving_inputs(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The input description of an export's manifest, in the shape ``raw_matrix`` reads.
+
+    Each version is scored with its own vocabularies: a retrain on new data
+    may order a categorical feature's values differently.
+    """
+    columns = list(manifest["input"]["columns"])
+    categorical = dict(manifest["input"].get("categorical") or {})
+    return {
+        "numeric": [c for c in columns if c not in categorical],
+        "categorical": [c for c in columns if c in categorical],
+        "vocabularies": categorical,
+    }
+
+
+def score_export(
+    onnx_file: Path,
+    manifest: Mapping[str, Any],
+    frame: pd.DataFrame,
+    constants: Mapping[str, Any],
+    metric: str,
+) -> float:
+    """``metric`` of an export (its ONNX file, through ONNX Runtime) on the raw rows of ``frame``."""
+    if sorted(manifest["input"]["columns"]) != sorted(feature_order(constants)):
+        raise Unscorable("takes other input columns than today's data")
+    task = constants["task"]
+    if task == "classification":
+        classes = [str(c) for c in constants["label"]["classes"]]
+        if manifest["output"].get("probabilities") != classes:
+            raise Unscorable("predicts other classes than today's data has")
+    elif "value" not in manifest["output"]:
+        raise Unscorable("is not a regression model")
+    matrix = raw_matrix(frame, serving_inputs(manifest))
+    call = onnx_runtime(onnx_file, threads=1)
     outputs = np.concatenate([call(matrix[i : i + 1024]) for i in range(0, len(matrix), 1024)])
-    return metric_of(task, metric, outputs, truth)
+    return metric_of(task, metric, outputs, targets(frame, constants))
 
 
 def champion_score(
-    client: Any,
-    name: str,
-    columns: list[str],
-    score: Callable[[Path], float],
+    client: Any, name: str, score: Callable[[Path, Mapping[str, Any]], float]
 ) -> Scored:
-    """The current champion's score on today's test split; none when there is no champion."""
+    """The current champion's score on today's test split; none when there is no champion.
+
+    ``score`` takes the champion's ONNX file and its manifest.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return Scored(None)
+    number = str(version.version)
     with tempfile.TemporaryDirectory() as scratch:
         try:
             folder = Path(client.download_artifacts(version.run_id, ONNX_PATH, scratch))
-        except (MlflowException, OSError) as error:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError) as error:
             return Scored(
-                None, version.version, f"(version {version.version}) has no ONNX artifact: {error}"
+                None, number, f"(version {number}) has no readable ONNX artifact: {error}"
             )
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        if manifest["input"]["columns"] != columns:
-            return Scored(
-                None,
-                version.version,
-                f"(version {version.version}) takes other input columns than today's data",
-            )
-        return Scored(score(folder / "model.onnx"), str(version.version))
+        try:
+            return Scored(score(folder / "model.onnx", manifest), number)
+        except Unscorable as reason:
+            return Scored(None, number, f"(version {number}) {reason}")
 
 
 def gate(new: float, champion: Scored, *, metric: str, tolerance: float) -> Decision:
@@ -151,7 +185,11 @@ def push(
                 shutil.copytree(source, staging, dirs_exist_ok=True)
             else:
                 shutil.copy2(source, staging / source.name)
-        shutil.copy2(exports / "manifest.json", staging / "manifest.json")
+        pushed = json.loads(json.dumps(manifest))
+        for entry in pushed["formats"].values():
+            source = exports / entry["path"]
+            entry["path"] = "." if source.is_dir() else source.name
+        (staging / "manifest.json").write_text(json.dumps(pushed, indent=2) + "\n")
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -12,9 +13,18 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from components.export.core import export_pytorch, export_tensorflow, parity_table, serving_bench
+from components.evaluate.models import load
+from components.export.core import (
+    ParityError,
+    export_pytorch,
+    export_tensorflow,
+    parity_table,
+    serving_bench,
+)
 from components.export.parity import Limits
+from components.export.pytorch import load_native
 from components.training.features import encode, raw_matrix, targets
 from tests.unit.test_pytorch_branch import HYPER, data_module, fit
 
@@ -47,23 +57,86 @@ def check_bundle(bundle, frame, constants, formats):
         assert np.asarray(call(matrix[:1])).shape == (1, 3)
     bench = serving_bench(bundle, matrix, threads=1, repeats=10)
     assert set(bench["formats"]) == {*formats, "native_eager"}
-    assert bench["onnx_over_eager_batch_1_p50"] > 0
+    formats_timed = bench["formats"]
+    assert bench["onnx_over_eager_batch_1_p50"] == pytest.approx(
+        formats_timed["onnx"]["batch_1"]["p50_ms"]
+        / formats_timed["native_eager"]["batch_1"]["p50_ms"]
+    )
     return table
 
 
-def test_every_pytorch_format_matches_the_trained_network(cleaned, tmp_path):
+def pytorch_model_dir(cleaned, tmp_path):
+    """A tiny trained PyTorch stage output: checkpoint, description and ``model.pt2``."""
     spec, result = fit(data_module(cleaned, tmp_path), tmp_path)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     shutil.copy2(result.model_path, model_dir / "best.ckpt")
     description = {"spec": asdict(spec), "hyperparameters": asdict(HYPER)}
     (model_dir / "model.json").write_text(json.dumps(description))
+    model = load_native(model_dir, cleaned.preprocessing)
+    example = torch.from_numpy(raw_matrix(cleaned.splits["test"].head(4), cleaned.preprocessing))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(model_dir / "model.pt2"))
+    return model_dir
+
+
+def test_every_pytorch_format_matches_the_trained_network(cleaned, tmp_path):
+    model_dir = pytorch_model_dir(cleaned, tmp_path)
     folder = tmp_path / "exports"
     folder.mkdir()
     frame = serving_rows(cleaned)
     constants = cleaned.preprocessing
-    bundle = export_pytorch(model_dir, constants, folder, raw_matrix(frame, constants), 1)
+    # Held to the stage's model.pt2, as the export stage does.
+    reference = load("pytorch", model_dir, constants).call
+    bundle = export_pytorch(
+        model_dir, constants, folder, raw_matrix(frame, constants), 1, reference
+    )
     check_bundle(bundle, frame, constants, {"torchscript", "torch_export", "onnx"})
+
+
+def test_a_failed_parity_check_leaves_the_last_exports_and_reports(cleaned, tmp_path):
+    from components.export import cli
+
+    model_dir = pytorch_model_dir(cleaned, tmp_path)
+    data = tmp_path / "clean"
+    data.mkdir()
+    cleaned.splits["test"].to_parquet(data / "test.parquet")
+    (tmp_path / "preprocessing.json").write_text(json.dumps(cleaned.preprocessing))
+    comparison = {
+        "winner": "pytorch",
+        "metric": "test/accuracy",
+        "frameworks": {"pytorch": {"test": {"accuracy": 0.5}}},
+    }
+    (tmp_path / "comparison.json").write_text(json.dumps(comparison))
+    (tmp_path / "metrics.json").write_text(json.dumps({"mlflow_run_id": "r", "best_trial": 0}))
+    outputs = {"out": tmp_path / "exports", "parity": tmp_path / "parity.json"}
+    outputs["serving_bench"] = tmp_path / "bench.json"
+    arguments = argparse.Namespace(
+        params=str(tmp_path / "params.yaml"),
+        comparison=str(tmp_path / "comparison.json"),
+        framework="winner",
+        data_dir=str(data),
+        preprocessing=str(tmp_path / "preprocessing.json"),
+        tensorflow_model="unused",
+        tensorflow_metrics="unused",
+        pytorch_model=str(model_dir),
+        pytorch_metrics=str(tmp_path / "metrics.json"),
+        **{key: str(path) for key, path in outputs.items()},
+    )
+    (tmp_path / "params.yaml").write_text("export: {latency_repeats: 10}\n")
+    cli.run(arguments)
+    before = {path: path.read_bytes() for path in tmp_path.glob("exports/*")}
+    before |= {path: path.read_bytes() for path in outputs.values() if path.is_file()}
+    assert len(before) == 6  # manifest, three formats, two reports
+    # No float export is bit-exact through ONNX Runtime: a zero tolerance must fail.
+    (tmp_path / "params.yaml").write_text("export: {float_tolerance: 0.0}\n")
+    with pytest.raises(ParityError, match="pytorch export parity failed, nothing written: onnx"):
+        cli.run(arguments)
+    after = {path: path.read_bytes() for path in tmp_path.glob("exports/*")}
+    after |= {path: path.read_bytes() for path in outputs.values() if path.is_file()}
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exports")]
 
 
 def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_path):

@@ -5,40 +5,62 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from components.register import core
 from components.register.gate import CHALLENGER, CHAMPION
 
-COLUMNS = ["a", "b"]
-MATRIX = np.array([[2.0, 0.0], [0.0, 2.0], [3.0, 1.0], [1.0, 3.0]], dtype=np.float32)
-TRUTH = np.array([0, 1, 0, 1])
+# Today's data: the label is 0 for red and 1 for blue; 'blue' is now the
+# most frequent colour, so it comes first in today's vocabulary.
+FRAME = pd.DataFrame(
+    {"a": [1.0, 2.0, 3.0, 4.0], "colour": ["red", "blue", "red", "blue"], "label": [0, 1, 0, 1]}
+)
+CONSTANTS = {
+    "task": "classification",
+    "numeric": ["a"],
+    "categorical": ["colour"],
+    "vocabularies": {"colour": ["blue", "red"]},
+    "label": {"name": "label", "classes": [0, 1]},
+}
 
 
-def onnx_model(folder: Path, weights: list[list[float]], columns: list[str]) -> Path:
-    """A two-class softmax over a fixed linear map, exported to ONNX with its manifest."""
+def onnx_model(folder: Path, blue: int, vocabulary: list[str], columns=("a", "colour")) -> Path:
+    """A classifier answering ``blue`` for position ``vocabulary.index('blue')``, else the other class."""
     folder.mkdir(parents=True)
-    layer = torch.nn.Linear(2, 2, bias=False)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor(weights))
-    model = torch.nn.Sequential(layer, torch.nn.Softmax(dim=1))
+    blue_position = float(vocabulary.index("blue"))
+    sign = 1.0 if blue == 1 else -1.0
+
+    class Model(torch.nn.Module):
+        def forward(self, raw):
+            is_blue = (raw[:, 1:2] == blue_position).float()
+            logit = sign * (10 * is_blue - 5)  # class 1 when blue (or not blue, sign -1)
+            return torch.softmax(torch.cat([-logit, logit], dim=1), dim=1)
+
     torch.onnx.export(
-        model,
-        (torch.from_numpy(MATRIX),),
+        Model(),
+        (torch.zeros(2, 2),),
         str(folder / "model.onnx"),
         input_names=["inputs"],
         output_names=["probabilities"],
         dynamic_axes={"inputs": {0: "batch"}},
         dynamo=False,
     )
-    (folder / "manifest.json").write_text(json.dumps({"input": {"columns": columns}}))
+    manifest = {
+        "input": {"columns": list(columns), "categorical": {"colour": vocabulary}},
+        "output": {"probabilities": ["0", "1"]},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
 
-def score(path: Path) -> float:
-    return core.score_onnx(path, MATRIX, TRUTH, "classification", "accuracy")
+def score(onnx_file: Path, manifest) -> float:
+    return core.score_export(onnx_file, manifest, FRAME, CONSTANTS, "accuracy")
+
+
+def scored(folder: Path) -> float:
+    return score(folder / "model.onnx", json.loads((folder / "manifest.json").read_text()))
 
 
 @pytest.fixture
@@ -51,7 +73,9 @@ def client(tmp_path, monkeypatch):
     # Artifacts in tmp_path too: MLflow's default root is ./mlruns in the working folder.
     mlflow.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("gate")
-    return mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri)
+    client.create_registered_model("m")
+    return client
 
 
 def register(client, folder: Path, alias: str) -> str:
@@ -59,45 +83,66 @@ def register(client, folder: Path, alias: str) -> str:
 
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(folder), core.ONNX_PATH)
-        mlflow.log_text("placeholder", "model/MLmodel")
     version = client.create_model_version("m", f"runs:/{run.info.run_id}/model", run.info.run_id)
     client.set_registered_model_alias("m", alias, version.version)
     return str(version.version)
 
 
 def test_the_gate_reads_the_champion_from_the_registry(client, tmp_path):
-    client.create_registered_model("m")
-    assert core.champion_score(client, "m", COLUMNS, score) == core.Scored(None)
-
-    right = onnx_model(tmp_path / "right", [[1.0, 0.0], [0.0, 1.0]], COLUMNS)  # all 4 right
-    assert score(right / "model.onnx") == 1.0
+    assert core.champion_score(client, "m", score) == core.Scored(None)
+    right = onnx_model(tmp_path / "right", blue=1, vocabulary=["blue", "red"])
+    assert scored(right) == 1.0
     version = register(client, right, CHAMPION)
-    champion = core.champion_score(client, "m", COLUMNS, score)
+    champion = core.champion_score(client, "m", score)
     assert champion == core.Scored(1.0, version)
 
-    wrong = onnx_model(tmp_path / "wrong", [[0.0, 1.0], [1.0, 0.0]], COLUMNS)  # all 4 wrong
-    kept = core.gate(score(wrong / "model.onnx"), champion, metric="accuracy", tolerance=0.005)
+    wrong = onnx_model(tmp_path / "wrong", blue=0, vocabulary=["blue", "red"])
+    kept = core.gate(scored(wrong), champion, metric="accuracy", tolerance=0.005)
     assert (kept.promote, kept.alias) == (False, CHALLENGER)
     assert f"kept version {version} as champion" in kept.reason
     promoted = core.gate(0.997, champion, metric="accuracy", tolerance=0.005)
     assert (promoted.promote, promoted.alias) == (True, CHAMPION)
 
 
-def test_a_champion_trained_on_other_columns_is_replaced(client, tmp_path):
-    client.create_registered_model("m")
-    register(client, onnx_model(tmp_path / "old", [[1.0, 0.0], [0.0, 1.0]], ["x", "y"]), CHAMPION)
-    champion = core.champion_score(client, "m", COLUMNS, score)
-    assert champion.score is None and "other input columns" in champion.unscorable
+def test_the_champion_is_scored_with_its_own_vocabulary(client, tmp_path):
+    # Trained when red came first: with today's positions it would get every row wrong.
+    old = onnx_model(tmp_path / "old", blue=1, vocabulary=["red", "blue"])
+    version = register(client, old, CHAMPION)
+    assert core.champion_score(client, "m", score) == core.Scored(1.0, version)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"input": {"columns": ["x", "colour"], "categorical": {}}}, "other input columns"),
+        ({"output": {"probabilities": ["0", "1", "2"]}}, "other classes"),
+    ],
+)
+def test_a_champion_that_cannot_read_todays_data_is_replaced(client, tmp_path, change, reason):
+    folder = onnx_model(tmp_path / "old", blue=1, vocabulary=["blue", "red"])
+    manifest = json.loads((folder / "manifest.json").read_text()) | change
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    register(client, folder, CHAMPION)
+    champion = core.champion_score(client, "m", score)
+    assert champion.score is None and reason in champion.unscorable
     decision = core.gate(0.1, champion, metric="accuracy", tolerance=0.0)
-    assert decision.promote and "other input columns" in decision.reason
+    assert decision.promote and reason in decision.reason
 
 
 def test_push_never_overwrites_a_version(tmp_path):
-    exports = tmp_path / "exports"
-    onnx_model(exports, [[1.0, 0.0], [0.0, 1.0]], COLUMNS)
-    manifest = {"formats": {"onnx": {"path": "model.onnx"}}}
+    exports = onnx_model(tmp_path / "exports", blue=1, vocabulary=["blue", "red"])
+    saved = exports / "saved_model"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"pb")
+    manifest = {
+        "formats": {"onnx": {"path": "model.onnx"}, "savedmodel": {"path": "saved_model"}},
+    }
+    (exports / "manifest.json").write_text(json.dumps(manifest))
     target = core.push(exports, manifest, tmp_path / "serving", "m", "1")
-    assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "model.onnx"]
+    names = sorted(p.name for p in target.iterdir())
+    assert names == ["manifest.json", "model.onnx", "saved_model.pb"]  # TF Serving layout
+    pushed = json.loads((target / "manifest.json").read_text())
+    assert pushed["formats"]["savedmodel"]["path"] == "."
     with pytest.raises(core.BakeoffError, match="never overwrites"):
         core.push(exports, manifest, tmp_path / "serving", "m", "1")
     assert [p.name for p in (tmp_path / "serving" / "m").iterdir()] == ["1"]

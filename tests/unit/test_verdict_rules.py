@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.errors import ParamsError
+from components.errors import BakeoffError, ParamsError
 from components.evaluate.core import EvaluateParams, compare, fairness, selection_metric
 from components.evaluate.models import Native
 from components.evaluate.select import Candidate, select
@@ -213,17 +213,18 @@ TRAINED = {
 
 def test_fairness_names_the_rules_a_run_broke():
     assert fairness({"tensorflow": TRAINED, "pytorch": TRAINED}) == []
-    other = {**TRAINED, "parameters": 101, "trials": {"run": 3}, "blessed": False}
+    other = {**TRAINED, "parameters": 101, "trials": {"run": 3}, "pushed": False}
     broken = fairness({"tensorflow": TRAINED, "pytorch": other})
     assert any("equal parameter counts" in line for line in broken)
     assert any("pytorch ran 3 trials" in line for line in broken)
-    assert any("pytorch's model did not pass" in line for line in broken)
+    assert any("pytorch's last run saved no model" in line for line in broken)
     # A different architecture drawn by each search is not a broken rule.
     wider = {**TRAINED, "parameters": 300, "best_params": {"depth": 1, "width": 64}}
     assert fairness({"tensorflow": TRAINED, "pytorch": wider}) == []
 
 
-def test_compare_scores_both_models_on_the_same_rows_and_tests_the_difference(cleaned):
+def scripted_models(cleaned):
+    """A perfect and an always-wrong model of the tiny data's test split."""
     test, constants = cleaned.splits["test"], cleaned.preprocessing
     truth = targets(test, constants)
     classes = len(constants["label"]["classes"])
@@ -242,16 +243,25 @@ def test_compare_scores_both_models_on_the_same_rows_and_tests_the_difference(cl
             np.eye(classes)[wrong] if rows == len(truth) else np.eye(classes)[np.zeros(rows, int)]
         )
 
-    models = {
+    return {
         "tensorflow": Native("tensorflow", Path("tf"), 10, perfect),
         "pytorch": Native("pytorch", Path("pt"), 20, always_wrong),
     }
+
+
+PARAMS = EvaluateParams(optimised="val/accuracy", resamples=200, latency_repeats=10)
+
+
+def test_compare_scores_both_models_on_the_same_rows_and_tests_the_difference(cleaned):
+    test, constants = cleaned.splits["test"], cleaned.preprocessing
+    truth = targets(test, constants)
+    models = scripted_models(cleaned)
     result = compare(
         test,
         constants,
         models,
         {"tensorflow": TRAINED, "pytorch": TRAINED},
-        EvaluateParams(optimised="val/accuracy", resamples=200, latency_repeats=10),
+        PARAMS,
     )
     assert result["frameworks"]["tensorflow"]["test"]["accuracy"] == 1.0
     assert result["frameworks"]["pytorch"]["test"]["accuracy"] == 0.0
@@ -261,3 +271,45 @@ def test_compare_scores_both_models_on_the_same_rows_and_tests_the_difference(cl
     assert result["difference"]["mcnemar"]["p_value"] < 0.05
     assert result["frameworks"]["pytorch"]["latency"]["batch_1"]["p50_ms"] > 0
     assert result["fairness"] == []
+
+
+def test_a_model_its_last_training_run_did_not_save_cannot_win(cleaned):
+    test, constants = cleaned.splits["test"], cleaned.preprocessing
+    stale = {**TRAINED, "pushed": False}
+    result = compare(
+        test, constants, scripted_models(cleaned), {"tensorflow": stale, "pytorch": TRAINED}, PARAMS
+    )
+    # The better model on disk is from an earlier run: the current one wins.
+    assert (result["winner"], result["decided_by"]) == ("pytorch", "eligibility")
+    assert result["frameworks"]["tensorflow"]["current"] is False
+    with pytest.raises(BakeoffError, match="neither trainer saved a model"):
+        compare(
+            test,
+            constants,
+            scripted_models(cleaned),
+            {"tensorflow": stale, "pytorch": stale},
+            PARAMS,
+        )
+
+
+def test_a_model_answering_nan_is_refused_by_name(cleaned):
+    models = scripted_models(cleaned)
+    models["pytorch"] = Native("pytorch", Path("pt"), 1, lambda m: np.full((len(m), 3), np.nan))
+    with pytest.raises(BakeoffError, match="pytorch's model at pt answers NaN"):
+        compare(
+            cleaned.splits["test"],
+            cleaned.preprocessing,
+            models,
+            {"tensorflow": TRAINED, "pytorch": TRAINED},
+            PARAMS,
+        )
+
+
+def test_regression_parity_is_measured_in_label_deviations():
+    # float32 rounds values near 2,000 to 2.4e-4: an absolute 1e-4 would fail every export.
+    native = np.array([2000.0, 2100.0, 1900.0])
+    exported = native + 2.4e-4
+    arguments = {"task": "regression", "metric": "rmse", "quantised": False, "limits": Limits()}
+    assert not check("onnx", native, exported, native, **arguments).passed
+    row = check("onnx", native, exported, native, scale=300.0, **arguments)
+    assert row.passed and "label deviation" in row.limit
