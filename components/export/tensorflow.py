@@ -46,7 +46,8 @@ def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
     scale = np.array([constants["stats"][n]["scale"] for n in numeric], np.float32)
     sizes = [len(vocabularies[n]) for n in categorical]
     fill_positions = [_position(vocabularies[n], constants["impute"][n]) for n in categorical]
-    output = "probabilities" if constants["task"] == "classification" else "value"
+    classification = constants["task"] == "classification"
+    output = "probabilities" if classification else "value"
     spec = tf.TensorSpec([None, width], tf.float32, name="inputs")
 
     class RawMatrixModel(tf.Module):
@@ -69,10 +70,10 @@ def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
                 known = (position >= 0) & (position < size) & (position == tf.floor(position))
                 slot = tf.where(known, position, tf.constant(float(size)))
                 parts.append(tf.one_hot(tf.cast(slot, tf.int32), size + 1, dtype=tf.float32))
-            # (rows, classes) or (rows, 1), as the PyTorch exports answer.
-            return self.model(
-                tf.concat(parts, axis=1) if len(parts) > 1 else parts[0], training=False
-            )
+            vector = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+            result = self.model(vector, training=False)
+            # (rows, classes), or (rows,) values, as the PyTorch exports answer.
+            return result if classification else tf.reshape(result, [-1])
 
         @tf.function(input_signature=[spec])
         def __call__(self, raw: Any) -> Any:

@@ -20,11 +20,13 @@ from components.export.core import (
     ParityError,
     export_pytorch,
     export_tensorflow,
+    output_scale,
     parity_table,
     serving_bench,
 )
-from components.export.parity import Limits
+from components.export.parity import Limits, check
 from components.export.pytorch import load_native
+from components.train_pytorch.serving import RawFeatureModel
 from components.training.features import encode, raw_matrix, targets
 from tests.unit.test_pytorch_branch import HYPER, data_module, fit
 
@@ -163,3 +165,42 @@ def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_pa
     bundle = export_tensorflow(version, constants, folder, 1, reference)
     formats = {"savedmodel", "tflite", "tflite_dynamic_range", "onnx"}
     check_bundle(bundle, frame, constants, formats)
+
+
+def test_regression_exports_answer_one_named_value_per_row(cleaned, tmp_path):
+    import onnx
+
+    from components.export import pytorch as pt_export
+    from components.export.runtimes import onnx_runtime
+    from components.train_pytorch.model import build_network
+    from components.training.spec import MLP, ModelSpec
+
+    # A regression model in the label's units (prices in the thousands).
+    constants = {**cleaned.preprocessing, "task": "regression"}
+    constants["label"] = {"name": "y", "mean": 2000.0, "std": 300.0}
+    frame = serving_rows(cleaned)
+    matrix = raw_matrix(frame, constants)
+    spec = ModelSpec(MLP, input_dim=encode(frame, constants).shape[1], outputs=1, depth=1, width=8)
+    model = RawFeatureModel(build_network(spec, "regression", (2000.0, 300.0)), constants).eval()
+    files = pt_export.export(model, matrix, tmp_path)
+
+    (output,) = onnx.load(str(files["onnx"])).graph.output
+    assert output.name == "value"
+    with torch.inference_mode():
+        native = model(torch.from_numpy(matrix)).numpy()
+    exported = onnx_runtime(files["onnx"], 1)(matrix)
+    assert exported.shape == native.shape == (len(frame),)
+    truth = native.reshape(-1) + 1.0
+    row = check(
+        "onnx",
+        native,
+        exported,
+        truth,
+        task="regression",
+        metric="rmse",
+        quantised=False,
+        limits=Limits(),
+        scale=output_scale(constants),
+    )
+    assert row.passed, row
+    assert row.exported == pytest.approx(1.0, abs=1e-3)
