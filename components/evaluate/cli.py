@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> None:
         uri, constants.get("dataset"), root / "mlflow" / "artifacts"
     )
     client = mlflow.MlflowClient(uri)
+    windows: dict[str, tuple[int, int] | None] = {}
     curves = {}
     for name in FRAMEWORKS:
+        windows[name] = _training_window(client, training[name].get("mlflow_run_id"))
         run_id, trial = training[name].get("mlflow_run_id"), training[name].get("best_trial")
         try:
             curves[name] = best_trial_curves(client, run_id, int(trial)) if run_id else {}
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"evaluate: no learning curve for {name}: {error}", file=sys.stderr)
             curves[name] = {}
     comparison["learning_curves"] = curves
+    comparison["fairness"] += core.side_by_side(windows)
 
     run_id = _start_run(client, experiment, root, comparison, args)
     comparison["mlflow_run_id"] = run_id
@@ -128,6 +131,19 @@ def run(args: argparse.Namespace) -> None:
     )
     for line in comparison["fairness"]:
         print(f"evaluate: fairness rule broken: {line}")
+
+
+def _training_window(client: Any, run_id: str | None) -> tuple[int, int] | None:
+    """When a training stage's MLflow run started and ended; None if unknown."""
+    import mlflow
+
+    if not run_id:
+        return None
+    try:
+        info = client.get_run(run_id).info
+    except mlflow.exceptions.MlflowException:
+        return None
+    return (info.start_time, info.end_time) if info.start_time and info.end_time else None
 
 
 def _write_text(text: str, path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -230,3 +231,30 @@ def saved_this_run(trained: Mapping[str, Any]) -> bool:
     Pusher, the PyTorch stage's threshold), leaving the earlier model in place.
     """
     return trained.get("pushed", True) is not False
+
+
+def side_by_side(windows: Mapping[str, tuple[int, int] | None]) -> list[str]:
+    """A broken-rule line when the two training runs did not overlap in time.
+
+    ``windows`` holds each framework's training run start and end (ms since
+    the epoch, as MLflow records them). Trained at different times, the two
+    shared the machine differently, so their wall times and examples/s do not
+    compare (DESIGN.md: the same budget and devices).
+    """
+    known = {name: window for name, window in windows.items() if window}
+    if len(known) != 2:
+        return []
+    (a, (a_start, a_end)), (b, (b_start, b_end)) = sorted(known.items())
+    if max(a_start, b_start) < min(a_end, b_end):
+        return []
+
+    def when(milliseconds: int) -> str:
+        return datetime.fromtimestamp(milliseconds / 1000, tz=timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        )
+
+    return [
+        f"same conditions: {a} trained at {when(a_start)} and {b} at {when(b_start)}, not side "
+        "by side, so their training wall times and examples/s are not comparable (retrain both "
+        "with `bakeoff run --force train@tensorflow train@pytorch`)"
+    ]

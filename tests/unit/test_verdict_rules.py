@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from components.errors import BakeoffError, ParamsError
-from components.evaluate.core import EvaluateParams, compare, fairness, selection_metric
+from components.evaluate.core import (
+    EvaluateParams,
+    compare,
+    fairness,
+    selection_metric,
+    side_by_side,
+)
 from components.evaluate.models import Native
 from components.evaluate.select import Candidate, select
 from components.evaluate.stats import Interval
@@ -313,3 +319,12 @@ def test_regression_parity_is_measured_in_label_deviations():
     assert not check("onnx", native, exported, native, **arguments).passed
     row = check("onnx", native, exported, native, scale=300.0, **arguments)
     assert row.passed and "label deviation" in row.limit
+
+
+def test_trainers_that_did_not_run_side_by_side_are_flagged():
+    hour = 3_600_000
+    assert side_by_side({"tensorflow": (0, 2 * hour), "pytorch": (hour, 3 * hour)}) == []
+    (line,) = side_by_side({"tensorflow": (5 * hour, 6 * hour), "pytorch": (0, hour)})
+    assert "pytorch trained at 1970-01-01 00:00 UTC" in line
+    assert "tensorflow at 1970-01-01 05:00 UTC" in line and "not comparable" in line
+    assert side_by_side({"tensorflow": None, "pytorch": (0, hour)}) == []
