@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     from components.ingest import cli as ingest_cli
     from components.register import cli as register_cli
     from components.training import cli as train_cli
-    from pipelines import runner, ui
+    from pipelines import runner, simulator, ui
 
     parser = argparse.ArgumentParser(
         prog="bakeoff",
@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
             "gate the winner against the champion, register and push it (DVC stage 'register')",
         ),
         ("run", runner, "run the pipeline (dvc repro), the trainers side by side"),
+        (
+            "simulate",
+            simulator,
+            "append realistic new batches to the landing folder, optionally drifted",
+        ),
         ("ui", ui, "open the MLflow UI on 127.0.0.1 over the project's store"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
