@@ -93,11 +93,7 @@ def compare(
             )
     per_framework: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
-        scores = (
-            scoring.classification(outputs[name], truth)
-            if task == "classification"
-            else scoring.regression(outputs[name], truth)
-        )
+        scores = scoring.score(task, outputs[name], truth)
         trained = training[name]
         per_framework[name] = {
             "test": scores,

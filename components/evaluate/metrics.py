@@ -70,3 +70,8 @@ def regression(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
         "mae": float(np.abs(residual).mean()),
         "r2": 1.0 - float((residual**2).sum()) / total if total > 0 else 0.0,
     }
+
+
+def score(task: str, output: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Every metric of ``task``: :func:`classification` or :func:`regression`."""
+    return classification(output, truth) if task == "classification" else regression(output, truth)

@@ -33,8 +33,15 @@ class Native:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Outputs for every row, computed in chunks."""
-        parts = [self.call(matrix[start : start + CHUNK]) for start in range(0, len(matrix), CHUNK)]
-        return np.concatenate(parts) if parts else np.zeros((0,))
+        return batched(self.call, matrix)
+
+
+def batched(call: Callable[[np.ndarray], Any], matrix: np.ndarray) -> np.ndarray:
+    """``call`` over every row of the serving matrix, ``CHUNK`` rows at a time."""
+    parts = [
+        np.asarray(call(matrix[start : start + CHUNK])) for start in range(0, len(matrix), CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0,))
 
 
 def size_on_disk(path: Path) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 
 from components.errors import BakeoffError
 from components.evaluate.latency import profile
+from components.evaluate.models import batched
 from components.export.parity import Limits, Parity, check
 from components.export.runtimes import onnx_runtime
 from components.training.features import feature_order, target_scale
@@ -112,12 +113,12 @@ def parity_table(
     scale: float = 1.0,
 ) -> list[Parity]:
     """Every export (and the eager model) against the reference, on every test row."""
-    native = _batched(bundle.reference, matrix)
+    native = batched(bundle.reference, matrix)
     return [
         check(
             name,
             native,
-            _batched(call, matrix),
+            batched(call, matrix),
             truth,
             task=task,
             metric=metric,
@@ -127,13 +128,6 @@ def parity_table(
         )
         for name, call in bundle.runtimes.items()
     ]
-
-
-def _batched(call: Call, matrix: np.ndarray, size: int = 1024) -> np.ndarray:
-    parts = [
-        np.asarray(call(matrix[start : start + size])) for start in range(0, len(matrix), size)
-    ]
-    return np.concatenate(parts)
 
 
 def output_scale(constants: Mapping[str, Any]) -> float:

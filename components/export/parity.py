@@ -41,12 +41,7 @@ class Parity:
 
 def metric_of(task: str, metric: str, output: np.ndarray, truth: np.ndarray) -> float:
     """``metric`` of ``output`` against the true labels or values."""
-    scores = (
-        scoring.classification(output, truth)
-        if task == "classification"
-        else scoring.regression(output, truth)
-    )
-    return float(scores[metric])
+    return float(scoring.score(task, output, truth)[metric])
 
 
 def check(

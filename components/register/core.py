@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from components.errors import BakeoffError
 from components.evaluate import metrics as scoring
+from components.evaluate.models import batched
 from components.export.parity import metric_of
 from components.export.runtimes import onnx_runtime
 from components.register.gate import CHAMPION, Decision, decide
@@ -87,8 +87,7 @@ def score_export(
         raise Unscorable("is not a regression model")
     matrix = raw_matrix(frame, serving_inputs(manifest))
     call = onnx_runtime(onnx_file, threads=1)
-    outputs = np.concatenate([call(matrix[i : i + 1024]) for i in range(0, len(matrix), 1024)])
-    return metric_of(task, metric, outputs, targets(frame, constants))
+    return metric_of(task, metric, batched(call, matrix), targets(frame, constants))
 
 
 def champion_score(
