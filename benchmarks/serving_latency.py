@@ -26,7 +26,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import pandas as pd
 
 from components.evaluate.latency import limit_threads
-from components.evaluate.models import latest_version, load
 from components.export import core
 from components.export.parity import Limits
 from components.training.features import raw_matrix, targets
@@ -51,17 +50,9 @@ def main() -> None:
         for framework in ("tensorflow", "pytorch"):
             folder = Path(scratch) / framework
             folder.mkdir()
-            model_dir = ROOT / "models" / framework
-            if framework == "tensorflow":
-                reference = load(framework, model_dir, constants).call
-                bundle = core.export_tensorflow(
-                    latest_version(model_dir), constants, folder, args.threads, reference
-                )
-            else:
-                reference = load(framework, model_dir, constants).call
-                bundle = core.export_pytorch(
-                    model_dir, constants, folder, matrix[:2], args.threads, reference
-                )
+            bundle, _ = core.export_trained(
+                framework, ROOT / "models" / framework, constants, folder, matrix[:2], args.threads
+            )
             table = core.parity_table(
                 bundle,
                 matrix,

@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from components.evaluate.latency import limit_threads
-    from components.evaluate.models import latest_version, load
     from components.export import core
     from components.training.features import raw_matrix, targets
 
@@ -80,17 +79,10 @@ def run(args: argparse.Namespace) -> None:
     }
     # The exports and both reports are replaced together, or not at all.
     with staged_outputs() as staged, staged_directory(args.out) as folder:
-        if framework == "tensorflow":
-            version = latest_version(model_dir)
-            source["model"] = str(version)
-            reference = load(framework, model_dir, constants).call
-            bundle = core.export_tensorflow(version, constants, folder, threads, reference)
-        else:
-            source["model"] = str(model_dir)
-            reference = load(framework, model_dir, constants).call
-            bundle = core.export_pytorch(
-                model_dir, constants, folder, matrix[:2], threads, reference
-            )
+        bundle, trained_model = core.export_trained(
+            framework, model_dir, constants, folder, matrix[:2], threads
+        )
+        source["model"] = str(trained_model)
         table = core.parity_table(
             bundle,
             matrix,

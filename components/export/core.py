@@ -7,7 +7,7 @@ stages the folder, so a failed check leaves the last good exports in place.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class Bundle:
     runtimes: dict[str, Call]  # format -> call, with EAGER for the native model called eagerly
     reference: Call  # the trained model the exports are held to
     reference_name: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def export_tensorflow(
@@ -100,6 +99,28 @@ def export_pytorch(
     if reference is None:
         return Bundle("pytorch", files, runtimes, eager, "the best checkpoint's nn.Module (eager)")
     return Bundle("pytorch", files, runtimes, reference, "the PyTorch stage's model.pt2")
+
+
+def export_trained(
+    framework: str,
+    model_dir: Path,
+    constants: Mapping[str, Any],
+    folder: Path,
+    example: np.ndarray,
+    threads: int,
+) -> tuple[Bundle, Path]:
+    """Every format of ``framework``'s trained model in ``model_dir``, held to the model evaluate scored.
+
+    Returns the bundle and the trained model it came from (the newest
+    SavedModel version, or the PyTorch stage's folder).
+    """
+    from components.evaluate.models import latest_version, load
+
+    reference = load(framework, model_dir, constants).call
+    if framework == "tensorflow":
+        version = latest_version(model_dir)
+        return export_tensorflow(version, constants, folder, threads, reference), version
+    return export_pytorch(model_dir, constants, folder, example, threads, reference), model_dir
 
 
 def parity_table(
