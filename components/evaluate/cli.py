@@ -21,14 +21,19 @@ FRAMEWORKS = ("tensorflow", "pytorch")
 STAGE = "evaluate"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The stage's options; the paths match dvc.yaml."""
+def add_trained_inputs(parser: argparse.ArgumentParser) -> None:
+    """Params, test data, constants, and both trainers' models and metrics (evaluate, export)."""
     parser.add_argument("--params", default="params.yaml", help="the params file")
     parser.add_argument("--data-dir", required=True, help="folder of the clean splits")
     parser.add_argument("--preprocessing", required=True, help="the shared constants (JSON)")
     for name in FRAMEWORKS:
         parser.add_argument(f"--{name}-model", required=True, help=f"{name}'s model folder")
         parser.add_argument(f"--{name}-metrics", required=True, help=f"{name}'s training metrics")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The stage's options; the paths match dvc.yaml."""
+    add_trained_inputs(parser)
     parser.add_argument("--comparison", required=True, help="JSON comparison to write")
     parser.add_argument("--report", required=True, help="Markdown report to write")
     parser.add_argument("--figures", required=True, help="folder of the report's figures")

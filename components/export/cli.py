@@ -8,16 +8,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from components.evaluate.cli import FRAMEWORKS, add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
 from components.params import load_params, number, whole
 
 STAGE = "export"
-FRAMEWORKS = ("tensorflow", "pytorch")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The stage's options; the paths match dvc.yaml."""
-    parser.add_argument("--params", default="params.yaml", help="the params file")
+    add_trained_inputs(parser)
     parser.add_argument(
         "--comparison", required=True, help="the evaluate stage's comparison (JSON)"
     )
@@ -27,11 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="winner",
         help="what to export: the comparison's winner (default) or a named framework",
     )
-    parser.add_argument("--data-dir", required=True, help="folder of the clean splits")
-    parser.add_argument("--preprocessing", required=True, help="the shared constants (JSON)")
-    for name in FRAMEWORKS:
-        parser.add_argument(f"--{name}-model", required=True, help=f"{name}'s model folder")
-        parser.add_argument(f"--{name}-metrics", required=True, help=f"{name}'s training metrics")
     parser.add_argument("--out", required=True, help="folder the exports are written to")
     parser.add_argument("--parity", required=True, help="parity table to write (JSON)")
     parser.add_argument("--serving-bench", required=True, help="serving benchmark to write (JSON)")
