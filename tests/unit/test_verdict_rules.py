@@ -328,3 +328,22 @@ def test_trainers_that_did_not_run_side_by_side_are_flagged():
     assert "pytorch trained at 1970-01-01 00:00 UTC" in line
     assert "tensorflow at 1970-01-01 05:00 UTC" in line and "not comparable" in line
     assert side_by_side({"tensorflow": None, "pytorch": (0, hour)}) == []
+
+
+@pytest.mark.parametrize("level", [0, 1, 1.5, "high"])
+def test_a_confidence_level_outside_zero_and_one_is_refused(level):
+    from components.evaluate.cli import params_from
+    from components.training.search import TuningParams
+
+    tuning = TuningParams.from_section({})
+    with pytest.raises(ParamsError, match=r"evaluate\.level"):
+        params_from({"level": level}, tuning, "classification")
+
+
+@pytest.mark.parametrize("name", ["", "  ", 3])
+def test_a_blank_registered_model_name_is_refused(name):
+    from components.register.cli import params_from
+
+    with pytest.raises(ParamsError, match=r"register\.model_name: expected a name or auto"):
+        params_from({"model_name": name}, "digits")
+    assert params_from({}, "digits").model_name == "bakeoff-digits"
