@@ -154,6 +154,23 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
     )
 
 
+def source_files(params: IngestParams, shown_root: Path | None = None) -> dict[str, str]:
+    """The source's files as ingest would record them, path to sha256, without reading rows.
+
+    The paths and hashes are those of the manifest's ``files``, so comparing the
+    two tells whether the source changed since the last ingest.
+    """
+    if params.source == "builtin":
+        return {f"sklearn:{params.builtin}": sources.builtin_sha256(params.builtin)}
+    if params.source == "file":
+        paths = [params.path]
+        if not params.path.is_file():
+            raise DataError(_shown(params.path, shown_root), "file not found")
+    else:
+        paths = sources.landing_files(params.path, _shown(params.path, shown_root))
+    return {_shown(path, shown_root): sources.sha256_of(path) for path in paths}
+
+
 def combine(batches: list[sources.Batch]) -> pd.DataFrame:
     """Stack batches; a column whose batches disagree on being numeric becomes text.
 

@@ -90,18 +90,23 @@ def read_builtin(name: str) -> Batch:
     spec = BUILTINS[name]
     bunch = getattr(datasets, spec.loader)(as_frame=True, **dict(spec.loader_kwargs))
     frame = bunch.frame.rename(columns=_column_name)
-    package_files = resources.files("sklearn.datasets.data")
-    digest = hashlib.sha256()
-    for file_name in spec.files:
-        with resources.as_file(package_files / file_name) as data_path:
-            digest.update(sha256_of(Path(data_path)).encode())
     record = FileRecord(
         path=f"sklearn:{name}",
-        sha256=digest.hexdigest(),
+        sha256=builtin_sha256(name),
         rows=len(frame),
         columns=frame.shape[1],
     )
     return Batch(record, _with_lineage(frame, record.path))
+
+
+def builtin_sha256(name: str) -> str:
+    """One sha256 over the files scikit-learn ships a built-in data set in."""
+    package_files = resources.files("sklearn.datasets.data")
+    digest = hashlib.sha256()
+    for file_name in BUILTINS[name].files:
+        with resources.as_file(package_files / file_name) as data_path:
+            digest.update(sha256_of(Path(data_path)).encode())
+    return digest.hexdigest()
 
 
 def read_table(path: Path, shown_as: str) -> Batch:
