@@ -1,4 +1,10 @@
-"""``bakeoff ui``: the MLflow UI over the project's tracking store, on 127.0.0.1 only."""
+"""``bakeoff ui``: the MLflow UI over the project's tracking store, on 127.0.0.1 by default.
+
+The store is the one the trainers log to, ``train.tracking_uri`` in params.yaml:
+an SQLite file (the default), a database URL (PostgreSQL, MySQL: several hosts
+logging to one backend store), or the URL of an MLflow tracking server, which
+already has its own UI, so nothing is started.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +12,104 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from components.errors import ParamsError
+from components.params import load_params
+from components.training import tracking
 from pipelines.runner import stage_environment
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
+# SQLAlchemy dialects MLflow accepts as a backend store (``dialect+driver://``).
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVERS = ("http", "https")
+PROJECT_ARTIFACTS = Path("mlflow") / "artifacts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``bakeoff ui``."""
     parser.add_argument(
-        "--store", default="mlflow", help="folder of the tracking database and artifacts"
+        "--params",
+        default="params.yaml",
+        help="params file whose train.tracking_uri names the store (default: params.yaml)",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="a folder holding mlflow.db and artifacts/ to open instead of train.tracking_uri",
     )
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
 
 
+def store_uri(args: argparse.Namespace, root: Path) -> str:
+    """The tracking URI to open: ``--store``'s database, else params' ``train.tracking_uri``.
+
+    A missing params file means the default store, so the UI opens in any
+    checkout; a params file without the key means the same.
+    """
+    if args.store is not None:
+        return f"sqlite:///{Path(args.store).resolve() / 'mlflow.db'}"
+    params_file = Path(args.params)
+    raw = load_params(params_file).get("train") if params_file.exists() else None
+    uri = (raw or {}).get("tracking_uri", DEFAULT_TRACKING_URI)
+    if not isinstance(uri, str) or not uri:
+        raise ParamsError("train.tracking_uri", f"expected a URL; found {uri!r}", str(params_file))
+    return tracking.tracking_uri(uri, root)
+
+
+def ui_command(
+    uri: str, *, root: Path, host: str, port: int, mlflow: str = "mlflow"
+) -> list[str] | None:
+    """The ``mlflow ui`` command line over ``uri``, or None when ``uri`` is a server already.
+
+    New experiments get their artifacts next to an SQLite file (``mlflow.db``
+    and ``artifacts/`` in one folder, as the project lays out ``mlflow/``), or
+    in the project's ``mlflow/artifacts`` for a database server. Experiments
+    the trainers created carry their own artifact location either way.
+    """
+    scheme = urlsplit(uri).scheme.split("+", 1)[0].lower()
+    if scheme in SERVERS:
+        return None
+    if scheme == "sqlite":
+        database = Path(uri[len("sqlite:///") :])
+        artifacts: Path | None = database.parent / "artifacts"
+    elif scheme in DATABASES:
+        artifacts = root / PROJECT_ARTIFACTS
+    elif scheme in ("", "file"):  # MLflow's file store keeps artifacts in its own folder
+        artifacts = None
+    else:
+        raise ParamsError(
+            "train.tracking_uri",
+            f"expected sqlite:///, a database URL ({', '.join(DATABASES[1:])}), a folder or "
+            f"an http(s):// tracking server; found {redact(uri)!r}",
+        )
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if artifacts is not None:
+        command += ["--default-artifact-root", artifacts.resolve().as_uri()]
+    return command
+
+
+def redact(uri: str) -> str:
+    """``uri`` with any password replaced by ``***``, for printing."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def run(args: argparse.Namespace) -> int:
-    """Start ``mlflow ui`` in the foreground until interrupted."""
-    store = Path(args.store).resolve()
-    store.mkdir(parents=True, exist_ok=True)
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "ui",
-        "--backend-store-uri",
-        f"sqlite:///{store / 'mlflow.db'}",
-        "--default-artifact-root",
-        (store / "artifacts").as_uri(),
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
-    print(f"MLflow UI on http://{args.host}:{args.port} over {store}")
+    """Start ``mlflow ui`` in the foreground until interrupted (or point at the server)."""
+    root = Path.cwd()
+    uri = store_uri(args, root)
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    command = ui_command(uri, root=root, host=args.host, port=args.port, mlflow=mlflow)
+    if command is None:
+        print(f"train.tracking_uri is an MLflow tracking server; its UI is at {redact(uri)}")
+        return 0
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    print(f"MLflow UI on http://{args.host}:{args.port} over {redact(uri)}")
     return subprocess.run(command, env=stage_environment(), check=False).returncode
