@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from components.training.search import Hyperparams, TuningParams
 from components.training.spec import ModelSpec, parameter_count
 
 DIVERGED = "diverged"  # user attribute of a trial failed by divergence, with the reason
+WORKER = "worker"  # user attribute: the host:pid of the process that ran the trial
 
 
 class Diverged(Exception):
@@ -173,6 +176,9 @@ class Objective:
             image_shape=plan.image_shape,
         )
         trial.set_user_attr("parameters", parameter_count(spec))
+        # Which host and process ran the trial: workers (on one host or many)
+        # share a study through its storage, and this shows how they shared it.
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         with tracking.trial_run(
             study=plan.name,
             trial=trial.number,
