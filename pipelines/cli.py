@@ -15,8 +15,9 @@ def _parser() -> argparse.ArgumentParser:
     from components.export import cli as export_cli
     from components.ingest import cli as ingest_cli
     from components.register import cli as register_cli
+    from components.serve import cli as serve_cli
     from components.training import cli as train_cli
-    from pipelines import runner, simulator, ui
+    from pipelines import retrain, runner, simulator, ui
 
     parser = argparse.ArgumentParser(
         prog="bakeoff",
@@ -46,7 +47,17 @@ def _parser() -> argparse.ArgumentParser:
             register_cli,
             "gate the winner against the champion, register and push it (DVC stage 'register')",
         ),
+        (
+            "serve",
+            serve_cli,
+            "serve the registry's champion over HTTP (ONNX Runtime), reloading it when it changes",
+        ),
         ("run", runner, "run the pipeline (dvc repro), the trainers side by side"),
+        (
+            "retrain",
+            retrain,
+            "retrain when new data has landed; the gate decides whether the champion moves",
+        ),
         (
             "simulate",
             simulator,
