@@ -1,79 +1,87 @@
-"""The ``bakeoff`` command: one subcommand per stage, plus ``run`` and ``ui``."""
+"""The ``bakeoff`` command: one subcommand per stage, plus running, retraining and serving."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from components.errors import BakeoffError
 
+#: Each subcommand: its name, the module with its ``add_arguments`` and ``run``, its summary.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("ingest", "components.ingest.cli", "read the data source into data/raw (DVC stage 'ingest')"),
+    (
+        "clean",
+        "components.clean.cli",
+        "validate, quarantine, split, compute constants (DVC stage 'clean')",
+    ),
+    (
+        "train",
+        "components.training.cli",
+        "tune and train one framework's model (DVC stage 'train@<framework>')",
+    ),
+    (
+        "evaluate",
+        "components.evaluate.cli",
+        "score both models on the test split and pick the winner (DVC stage 'evaluate')",
+    ),
+    (
+        "export",
+        "components.export.cli",
+        "export the winner to every serving format, with parity checks (DVC stage 'export')",
+    ),
+    (
+        "register",
+        "components.register.cli",
+        "gate the winner against the champion, register and push it (DVC stage 'register')",
+    ),
+    (
+        "serve",
+        "components.serve.cli",
+        "serve the registry's champion over HTTP (ONNX Runtime), reloading it when it changes",
+    ),
+    ("run", "pipelines.runner", "run the pipeline (dvc repro), the trainers side by side"),
+    (
+        "retrain",
+        "pipelines.retrain",
+        "retrain when new data has landed; the gate decides whether the champion moves",
+    ),
+    (
+        "simulate",
+        "pipelines.simulator",
+        "append realistic new batches to the landing folder, optionally drifted",
+    ),
+    ("ui", "pipelines.ui", "open the MLflow UI on 127.0.0.1 over the project's store"),
+)
 
-def _parser() -> argparse.ArgumentParser:
-    from components.clean import cli as clean_cli
-    from components.evaluate import cli as evaluate_cli
-    from components.export import cli as export_cli
-    from components.ingest import cli as ingest_cli
-    from components.register import cli as register_cli
-    from components.serve import cli as serve_cli
-    from components.training import cli as train_cli
-    from pipelines import retrain, runner, simulator, ui
 
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line for ``argv``: only the chosen subcommand's module is imported.
+
+    Importing every stage's module (pandas, MLflow, ...) costs seconds; an idle
+    ``bakeoff retrain`` or ``bakeoff --help`` should not pay for the others.
+    """
+    chosen = next((word for word in argv if not word.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="bakeoff",
         description="A TFX/Keras model and a PyTorch Lightning model compete on the same data.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module, summary in (
-        ("ingest", ingest_cli, "read the data source into data/raw (DVC stage 'ingest')"),
-        ("clean", clean_cli, "validate, quarantine, split, compute constants (DVC stage 'clean')"),
-        (
-            "train",
-            train_cli,
-            "tune and train one framework's model (DVC stage 'train@<framework>')",
-        ),
-        (
-            "evaluate",
-            evaluate_cli,
-            "score both models on the test split and pick the winner (DVC stage 'evaluate')",
-        ),
-        (
-            "export",
-            export_cli,
-            "export the winner to every serving format, with parity checks (DVC stage 'export')",
-        ),
-        (
-            "register",
-            register_cli,
-            "gate the winner against the champion, register and push it (DVC stage 'register')",
-        ),
-        (
-            "serve",
-            serve_cli,
-            "serve the registry's champion over HTTP (ONNX Runtime), reloading it when it changes",
-        ),
-        ("run", runner, "run the pipeline (dvc repro), the trainers side by side"),
-        (
-            "retrain",
-            retrain,
-            "retrain when new data has landed; the gate decides whether the champion moves",
-        ),
-        (
-            "simulate",
-            simulator,
-            "append realistic new batches to the landing folder, optionally drifted",
-        ),
-        ("ui", ui, "open the MLflow UI on 127.0.0.1 over the project's store"),
-    ):
+    for name, module_name, summary in COMMANDS:
         command = commands.add_parser(name, help=summary, description=summary)
-        module.add_arguments(command)
-        command.set_defaults(handler=module.run)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command)
+            command.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bakeoff`` console script."""
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(arguments).parse_args(arguments)
     try:
         result = args.handler(args)
     except BakeoffError as err:
