@@ -167,36 +167,38 @@ def run(args: argparse.Namespace) -> None:
     params = {} if both_given and not Path(args.params).exists() else load_params(args.params)
     own = params_from(params.get(STAGE) or {}, args)
     uri, name = registry_of(args, params)
-    champion = Champion(
-        mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri),
-        name,
-        threads=own.threads,
-        max_batch=own.max_batch,
-    )
-    model = champion.load()
+    # The port first: a taken one fails in a second, before the model is downloaded.
     sock = _listen(own.host, own.port)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    if own.host not in LOOPBACK:
-        log.warning(
-            "serve: listening on %s, reachable from other machines; there is no authentication",
-            own.host,
-        )
-    champion.start_polling(own.poll_s)
-    log.info(
-        "serve: %s version %s (%s) on http://%s:%d; champion alias checked every %g s",
-        name,
-        model.version,
-        model.framework,
-        shown,
-        port,
-        own.poll_s,
-    )
-    config = uvicorn.Config(
-        create_app(champion), log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        champion = Champion(
+            mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri),
+            name,
+            threads=own.threads,
+            max_batch=own.max_batch,
+        )
+        model = champion.load()
+        host, port = sock.getsockname()[:2]
+        if own.host not in LOOPBACK:
+            log.warning(
+                "serve: listening on %s, reachable from other machines; there is no authentication",
+                own.host,
+            )
+        champion.start_polling(own.poll_s)
+        log.info(
+            "serve: %s version %s (%s) on http://%s:%d; champion alias checked every %g s",
+            name,
+            model.version,
+            model.framework,
+            f"[{host}]" if ":" in host else host,
+            port,
+            own.poll_s,
+        )
+        config = uvicorn.Config(
+            create_app(champion), log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            champion.stop()
     finally:
-        champion.stop()
         sock.close()
