@@ -111,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    print(f"MLflow UI on http://{args.host}:{args.port} over {redact(uri)}")
+    print(f"MLflow UI on http://{args.host}:{args.port} over {redact(uri)}", flush=True)
     return subprocess.run(command, env=stage_environment(), check=False).returncode
