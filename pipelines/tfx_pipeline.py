@@ -9,7 +9,7 @@ candidate; Pusher when blessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,10 @@ from components.clean.split import SPLITS
 MODULES = Path(tf_branch.__file__).parent
 TRANSFORM_MODULE = MODULES / "transform_module" / "preprocessing.py"
 TRAINER_MODULE = MODULES / "trainer_module" / "trainer.py"
+# The data components' Beam options on one machine: the DirectRunner, in this
+# process. ``train_tensorflow.beam_args`` are appended, so they can override
+# these (Beam keeps an option's last value) or name another runner.
+DIRECT_RUNNER_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,7 @@ class PipelineConfig:
     thresholds: EvalThresholds
     transform_code: str = ""
     enable_cache: bool = True
-    beam_args: tuple[str, ...] = field(
-        default=("--direct_running_mode=in_memory", "--direct_num_workers=1")
-    )
+    beam_args: tuple[str, ...] = DIRECT_RUNNER_ARGS
 
 
 def _eval_config(thresholds: EvalThresholds) -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.clean.schema import load_schema
+from components.errors import ParamsError
 from components.outputs import staged_outputs
 from components.params import flag, load_params, number, section
 from components.training import tracking
@@ -40,6 +41,7 @@ class TensorflowParams:
     max_rmse: float
     max_drop: float
     cache: bool
+    beam_args: tuple[str, ...]
 
     @classmethod
     def from_section(cls, raw: dict[str, Any]) -> TensorflowParams:
@@ -59,7 +61,20 @@ class TensorflowParams:
             max_rmse=threshold("max_rmse", 1e12),
             max_drop=threshold("max_drop", 0.01),
             cache=switch("cache", True),
+            beam_args=_beam_args(raw.get("beam_args", [])),
         )
+
+
+def _beam_args(value: Any) -> tuple[str, ...]:
+    # Beam pipeline options for TFX's data components (a runner past one machine).
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item.startswith("--") for item in value
+    ):
+        raise ParamsError(
+            "train_tensorflow.beam_args",
+            f"expected a list of Beam options such as --runner=FlinkRunner; found {value!r}",
+        )
+    return tuple(value)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -77,7 +92,12 @@ def run(args: argparse.Namespace) -> None:
     tf_params = TensorflowParams.from_section(params.get("train_tensorflow") or {})
     _configure_threads(cpu_threads(tf_params.threads))
 
-    from pipelines.tfx_pipeline import TRANSFORM_MODULE, EvalThresholds, PipelineConfig
+    from pipelines.tfx_pipeline import (
+        DIRECT_RUNNER_ARGS,
+        TRANSFORM_MODULE,
+        EvalThresholds,
+        PipelineConfig,
+    )
     from pipelines.tfx_runner import run_pipeline
 
     data_dir = Path(args.data_dir).resolve()
@@ -118,6 +138,7 @@ def run(args: argparse.Namespace) -> None:
         ),
         transform_code=hashlib.sha256(TRANSFORM_MODULE.read_bytes()).hexdigest()[:16],
         enable_cache=tf_params.cache,
+        beam_args=DIRECT_RUNNER_ARGS + tf_params.beam_args,
     )
 
     import mlflow
