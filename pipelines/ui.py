@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1, enough for one person; mlflow's own default is 4)",
+    )
 
 
 def store_uri(args: argparse.Namespace, root: Path) -> str:
@@ -59,7 +65,7 @@ def store_uri(args: argparse.Namespace, root: Path) -> str:
 
 
 def ui_command(
-    uri: str, *, root: Path, host: str, port: int, mlflow: str = "mlflow"
+    uri: str, *, root: Path, host: str, port: int, workers: int = 1, mlflow: str = "mlflow"
 ) -> list[str] | None:
     """The ``mlflow ui`` command line over ``uri``, or None when ``uri`` is a server already.
 
@@ -84,7 +90,10 @@ def ui_command(
             f"expected sqlite:///, a database URL ({', '.join(DATABASES[1:])}), a folder or "
             f"an http(s):// tracking server; found {redact(uri)!r}",
         )
+    # Each server process imports MLflow again: on a small machine four (mlflow's
+    # default) take seconds longer to start than one, which serves one reader well.
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    command += ["--workers", str(workers)]
     if artifacts is not None:
         command += ["--default-artifact-root", artifacts.resolve().as_uri()]
     return command
@@ -105,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     root = Path.cwd()
     uri = store_uri(args, root)
     mlflow = str(Path(sys.executable).parent / "mlflow")
-    command = ui_command(uri, root=root, host=args.host, port=args.port, mlflow=mlflow)
+    command = ui_command(
+        uri, root=root, host=args.host, port=args.port, workers=args.workers, mlflow=mlflow
+    )
     if command is None:
         print(f"train.tracking_uri is an MLflow tracking server; its UI is at {redact(uri)}")
         return 0

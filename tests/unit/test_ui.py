@@ -28,9 +28,13 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def test_the_defaults_bind_loopback_on_5000(tmp_path):
+def test_the_defaults_bind_loopback_on_5000_with_one_worker(tmp_path):
     namespace = args(tmp_path)
     assert (namespace.host, namespace.port, namespace.store) == ("127.0.0.1", 5000, None)
+    command = ui.ui_command(
+        "sqlite:////x/mlflow.db", root=tmp_path, host=namespace.host, port=namespace.port
+    )
+    assert command is not None and option(command, "--workers") == "1"
 
 
 def test_a_relative_sqlite_uri_opens_that_database_with_its_artifacts_beside_it(tmp_path):
@@ -130,9 +134,10 @@ def test_run_starts_mlflow_ui_over_params_store_with_the_project_environment(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ui.subprocess, "run", fake_run)
     uri = "postgresql://bakeoff:pw@127.0.0.1:5433/mlflow"
-    assert ui.run(args(tmp_path, uri, port=5055)) == 0
+    assert ui.run(args(tmp_path, uri, port=5055, workers=3)) == 0
     assert option(started["command"], "--backend-store-uri") == uri
     assert option(started["command"], "--port") == "5055"
+    assert option(started["command"], "--workers") == "3"
     assert started["command"][0].endswith("/mlflow")  # the venv's, next to this interpreter
     assert started["env"]["PATH"].split(":")[0] == str(Path(started["command"][0]).parent)
     out = capsys.readouterr().out
