@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from components.training.spec import ModelSpec, parameter_count
 
 DIVERGED = "diverged"  # user attribute of a trial failed by divergence, with the reason
 WORKER = "worker"  # user attribute: the host:pid of the process that ran the trial
+# Optuna heartbeats of running trials: a trial silent for GRACE_S is taken as dead.
+HEARTBEAT_S = 30
+GRACE_S = 120
 
 
 class Diverged(Exception):
@@ -91,8 +95,11 @@ def run_study(
     """Run (or resume) the study until its trial budget is spent; return the best trial.
 
     Finished trials in the storage count against the budget, so rerunning an
-    interrupted stage runs only the trials still owed. Trials left RUNNING by an
-    interrupted process are marked failed and retried from scratch.
+    interrupted stage runs only the trials still owed. Trials left RUNNING by a
+    process that died are marked failed and retried from scratch; trials other
+    live processes are running (this stage's workers on other hosts) are theirs,
+    and count towards the budget once finished: every process stops when the
+    study as a whole has spent it.
 
     With ``workers`` > 1, that many processes share the study through its
     storage (Optuna's way to parallelise; threads would share one interpreter
@@ -166,6 +173,9 @@ class Objective:
         """Train one trial and return its value of the optimised metric."""
         import mlflow
 
+        # First, before any work: which host and process ran the trial: workers (on one host or many)
+        # share a study through its storage, and this shows how they shared it.
+        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         plan = self.plan
         hyper = search.suggest(trial, self.tuning.space)
         spec = search.model_spec(
@@ -176,9 +186,6 @@ class Objective:
             image_shape=plan.image_shape,
         )
         trial.set_user_attr("parameters", parameter_count(spec))
-        # Which host and process ran the trial: workers (on one host or many)
-        # share a study through its storage, and this shows how they shared it.
-        trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         with tracking.trial_run(
             study=plan.name,
             trial=trial.number,
@@ -213,9 +220,17 @@ class Objective:
 
 
 def _load(plan: StudyPlan, tuning: TuningParams, worker: int = 0) -> optuna.Study:
+    # Heartbeats let any process sharing the study (on any host) tell a trial
+    # whose process died from one still running; Optuna fails the stale ones.
+    # (Optuna marks heartbeats experimental; they have been since 2.9, unchanged.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            plan.storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+        )
     study = optuna.create_study(
         study_name=plan.name,
-        storage=plan.storage,
+        storage=storage,
         direction=search.direction(plan.metric),
         sampler=search.sampler(tuning),
         pruner=search.pruner(tuning),
@@ -241,7 +256,19 @@ def _finished(study: optuna.Study) -> int:
 
 
 def _optimize(study: optuna.Study, tuning: TuningParams, objective: Objective, trials: int) -> None:
-    study.optimize(objective, n_trials=trials, timeout=tuning.timeout_s, catch=(Diverged,))
+    def stop_at_budget(study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        # Processes on other hosts spend the same budget: stop when it is spent,
+        # not after this process's own share.
+        if _finished(study) >= tuning.trials:
+            study.stop()
+
+    study.optimize(
+        objective,
+        n_trials=trials,
+        timeout=tuning.timeout_s,
+        catch=(Diverged,),
+        callbacks=[stop_at_budget],
+    )
 
 
 def _work(
@@ -266,11 +293,30 @@ def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
 
 
 def _fail_interrupted(study: optuna.Study) -> None:
-    # A trial still RUNNING in the storage belongs to a process that died; this
-    # stage is the study's only worker at this point, so it is safe to close it.
-    for trial in study.trials:
-        if trial.state == optuna.trial.TrialState.RUNNING:
+    """Fail the RUNNING trials whose process is gone, and only those.
+
+    A heartbeat older than the grace period (any host), or a worker on this host
+    whose process no longer exists: failing a trial a live process is running
+    would make that process crash when it reports the result.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get(WORKER, "")).rpartition(":")
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def log_study(outcome: StudyOutcome, artifact_dir: Path) -> dict[str, Any]:

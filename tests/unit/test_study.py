@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -10,7 +13,14 @@ import pytest
 
 from components.training import tracking
 from components.training.search import TuningParams, suggest
-from components.training.study import AllTrialsFailed, Diverged, StudyPlan, TrialResult, run_study
+from components.training.study import (
+    WORKER,
+    AllTrialsFailed,
+    Diverged,
+    StudyPlan,
+    TrialResult,
+    run_study,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -82,14 +92,62 @@ def test_a_rerun_resumes_without_repeating_finished_trials(tmp_path):
     assert again == [2, 3]
 
 
-def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(tmp_path):
+def running_trial(tmp_path: Path, worker: str) -> int:
+    """A trial RUNNING in the study's storage, as the process ``worker`` left it."""
     study = optuna.create_study(
         study_name="digits-tensorflow-test", storage=plan(tmp_path).storage, direction="maximize"
     )
-    study.ask()  # RUNNING forever: its process died
+    trial = study.ask()
+    trial.set_user_attr(WORKER, worker)
+    return trial.number
+
+
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_replaced(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    running_trial(tmp_path, f"{socket.gethostname()}:{dead.pid}")
     calls: list[int] = []
     outcome = run_study(plan(tmp_path), tuning(trials=2), fake_fit(calls))
     assert outcome.counts == {"complete": 2, "pruned": 0, "failed": 1}
+    assert calls == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [f"{socket.gethostname()}:{os.getpid()}", "another-host:1"],
+    ids=["a live process here", "a process on another host"],
+)
+def test_a_trial_another_live_process_runs_is_left_to_it(tmp_path, worker):
+    number = running_trial(tmp_path, worker)
+    outcome = run_study(plan(tmp_path), tuning(trials=2), fake_fit([]))
+    assert outcome.counts == {"complete": 2, "pruned": 0, "failed": 0}
+    [still] = [t for t in outcome.study.trials if t.number == number]
+    assert still.state == optuna.trial.TrialState.RUNNING
+
+
+def test_every_process_stops_when_the_study_as_a_whole_has_spent_its_budget(tmp_path):
+    # Another host finishes two trials while this process runs its first one.
+    def fit(trial, hyper, spec):
+        calls.append(trial.number)
+        other = optuna.load_study(
+            study_name="digits-tensorflow-test", storage=plan(tmp_path).storage
+        )
+        for value in (0.1, 0.2):
+            other.add_trial(
+                optuna.trial.create_trial(
+                    params=trial.params,
+                    distributions=trial.distributions,
+                    value=value,
+                    user_attrs={"model_path": "elsewhere", "parameters": 1},
+                )
+            )
+        return TrialResult(value=0.9, epochs=1, model_path=Path("here"))
+
+    calls: list[int] = []
+    outcome = run_study(plan(tmp_path), tuning(trials=3), fit)
+    assert calls == [0]
+    assert outcome.counts == {"complete": 3, "pruned": 0, "failed": 0}
+    assert outcome.model_path == Path("here")
 
 
 def test_diverging_trials_fail_and_the_study_goes_on(tmp_path):
