@@ -58,14 +58,23 @@ def tracking_uri(uri: str, root: Path) -> str:
 
 
 def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
-    """Point MLflow at ``uri`` and the data set's experiment, creating it if needed; return its id."""
+    """Point MLflow at ``uri`` and the data set's experiment, creating it if needed; return its id.
+
+    A new experiment keeps its artifacts under ``artifact_root``, unless ``uri``
+    is a tracking server, whose own artifact root then holds them.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     name = dataset or "bakeoff"
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        location = (artifact_root / name).resolve().as_uri() if artifact_root else None
+        # A tracking server keeps a new experiment's artifacts in its own artifact
+        # root; a local folder would leave them on the creating host only.
+        served = uri.startswith(("http://", "https://"))
+        location = (
+            (artifact_root / name).resolve().as_uri() if artifact_root and not served else None
+        )
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id

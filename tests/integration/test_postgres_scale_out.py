@@ -270,7 +270,6 @@ class StageRun:
 @pytest.fixture(scope="module")
 def stage(postgres, mlflow_server, tmp_path_factory) -> StageRun:
     """``dvc repro train@pytorch`` with two workers, the study in PostgreSQL, tracking via HTTP."""
-    from mlflow import MlflowClient
 
     repo = copy_repository(tmp_path_factory.mktemp("scale-out"))
     storage = postgres.create_database("optuna")
@@ -286,10 +285,6 @@ def stage(postgres, mlflow_server, tmp_path_factory) -> StageRun:
     )
     params["train_pytorch"]["workers"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # The experiment is created on the server first, as `mlflow experiments
-    # create` would: the stage would give a new one a client-local artifact
-    # location (see the xfail test below).
-    MlflowClient(mlflow_server.url).create_experiment(params["ingest"]["name"])
     started = time.monotonic()
     result = run(["dvc", "repro", STAGE], repo)
     return StageRun(repo, storage, result.stdout, time.monotonic() - started)
@@ -460,13 +455,6 @@ def test_artifacts_go_to_the_artifact_root_and_the_register_stage_reads_them_bac
     assert read == {"onnx": ONNX_BYTES, "manifest": MANIFEST}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="tracking.prepare_stores gives a new experiment the client's mlflow/artifacts "
-    "folder as its artifact location even for a tracking server URL, so its artifacts stay "
-    "on the host that created it",
-)
 def test_a_new_experiment_created_by_a_stage_keeps_its_artifacts_on_the_server(
     mlflow_server, tmp_path
 ):
