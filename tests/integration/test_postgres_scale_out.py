@@ -527,3 +527,82 @@ def test_beam_options_from_params_follow_and_override_the_direct_runners():
     assert options.get_all_options()["flink_master"] == "flink:8081"
     with pytest.raises(ParamsError, match=r"train_tensorflow.beam_args: expected a list of Beam"):
         TensorflowParams.from_section({"beam_args": "--runner=FlinkRunner"})
+
+
+def _host(storage: str, tracking_db: str, host: str, trials: int, started) -> None:
+    """One host's stage: its own process, host name and tracking store, the shared study."""
+    import time as clock
+    from unittest import mock
+
+    from components.training import tracking
+    from components.training.search import TuningParams
+    from components.training.study import StudyPlan, TrialResult, run_study
+
+    def fit(trial, hyper, spec):
+        started.set()  # this host has a trial RUNNING in the shared study
+        clock.sleep(1.5)
+        return TrialResult(value=hyper.learning_rate, epochs=1, model_path=Path(host))
+
+    tracking.use_experiment(f"sqlite:///{tracking_db}", "hosts", Path(tracking_db).parent)
+    plan = StudyPlan(
+        name="hosts-pytorch-shared",
+        storage=storage,
+        framework="pytorch",
+        metric="val/accuracy",
+        architecture="mlp",
+        input_dim=4,
+        outputs=3,
+        image_shape=None,
+        trial_dir=Path(tracking_db).parent,
+    )
+    with mock.patch("socket.gethostname", return_value=host):
+        run_study(plan, TuningParams.from_section({"trials": trials, "seed": 3}), fit)
+
+
+def test_a_second_host_joins_a_running_study_and_both_stop_at_the_budget(postgres, tmp_path):
+    import multiprocessing
+
+    storage = postgres.create_database("hosts")
+    context = multiprocessing.get_context("spawn")
+    first_running = context.Event()
+    second_running = context.Event()
+    budget = 6
+    first = context.Process(
+        target=_host,
+        args=(storage, str(tmp_path / "a" / "mlflow.db"), "host-a", budget, first_running),
+    )
+    second = context.Process(
+        target=_host,
+        args=(storage, str(tmp_path / "b" / "mlflow.db"), "host-b", budget, second_running),
+    )
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    first.start()
+    try:
+        assert first_running.wait(120), "the first host never started a trial"
+        second.start()  # joins while the first host's trial is RUNNING
+        assert second_running.wait(120), "the second host never started a trial"
+        first.join(300)
+        second.join(300)
+    finally:
+        for process in (first, second):
+            if process.is_alive():
+                process.kill()
+    # Before the fix the second host failed the first one's running trial and the
+    # first crashed reporting it ("Cannot tell a FAIL trial").
+    assert (first.exitcode, second.exitcode) == (0, 0)
+    rows = postgres.query(
+        "hosts",
+        """
+        SELECT t.number, t.state, a.value_json FROM trials t
+        LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'worker'
+        ORDER BY t.number
+        """,
+    )
+    states = [state for _, state, _ in rows]
+    assert set(states) == {"COMPLETE"}, rows
+    # Each host stops once the study has spent the budget; at most the trial the
+    # other host had in flight goes over it.
+    assert budget <= len(rows) <= budget + 1, rows
+    hosts = {json.loads(worker).split(":")[0] for _, _, worker in rows}
+    assert hosts == {"host-a", "host-b"}
