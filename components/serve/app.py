@@ -24,7 +24,7 @@ log = logging.getLogger("bakeoff.serve")
 # Batches up to this many rows run the model on the event loop: for them the
 # hop to a worker thread costs about as much as the ONNX call. Larger ones run
 # in a thread so that /health and small requests are not held up behind them.
-INLINE_ROWS = 64
+INLINE_ROWS = 8
 
 _PREDICT_BODY = {
     "required": True,
