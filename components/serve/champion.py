@@ -128,15 +128,18 @@ def load_version(
         try:
             folder = Path(client.download_artifacts(version.run_id, ONNX_PATH, scratch))
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-            # ONNX Runtime reads the whole file here; the scratch folder can go afterwards.
-            predict = onnx_runtime(folder / "model.onnx", threads)
-        except (MlflowException, OSError, ValueError) as error:
+        except Exception as error:  # MLflow, an artifact store's client, the disk, JSON
             raise ChampionError(
                 f"{where}: no readable ONNX artifact in run {version.run_id} "
                 f"('{ONNX_PATH}/model.onnx' and '{ONNX_PATH}/manifest.json'): {error}"
             ) from None
-        except Exception as error:  # onnxruntime's own errors: a file it cannot load
-            raise ChampionError(f"{where}: ONNX Runtime cannot load model.onnx: {error}") from None
+        try:
+            # ONNX Runtime reads the whole file here; the scratch folder can go afterwards.
+            predict = onnx_runtime(folder / "model.onnx", threads)
+        except Exception as error:  # ONNX Runtime's errors have no common public base
+            raise ChampionError(
+                f"{where}: ONNX Runtime cannot load {ONNX_PATH}/model.onnx: {error}"
+            ) from None
     try:
         spec = InputSpec.from_manifest(manifest, max_batch)
         output = manifest["output"]
