@@ -1,9 +1,13 @@
 """The HTTP API: ``POST /predict``, ``GET /health``, ``GET /metadata``.
 
-The body of ``/predict`` is read and checked by :mod:`components.serve.inputs`
-rather than by a pydantic model: a batch of 32 digits records is 2,048 values,
-and a nested pydantic model of them costs more than the ONNX call it guards.
-Responses are serialised with ``json.dumps`` for the same reason.
+The body of ``/predict`` is read and checked by :mod:`components.serve.inputs`,
+not by a pydantic model declared on the route: the inputs belong to whichever
+version is champion, and a new champion may take other columns while the app
+runs. Measured on digits (64 features), the two cost about the same at batch 1
+(22 us here, 20 us for pydantic's ``model_validate_json`` of a strict model);
+at batch 32 these checks take 0.38 ms against pydantic's 0.57 ms; both are
+small next to the ONNX call (0.7 ms and 17 ms). Responses are written with
+``json.dumps``, without FastAPI's encoder.
 """
 
 from __future__ import annotations
