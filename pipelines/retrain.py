@@ -189,16 +189,22 @@ def run(args: argparse.Namespace) -> int:
     history = Path(args.history)
     try:
         with exclusive(Path(args.lock)):
-            status = _attempt(args, root, started, attempt, entry)
+            try:
+                return _attempt(args, root, started, attempt, entry)
+            except BaseException as error:
+                # The attempt still gets its line: a schedule's failures are history too.
+                entry.setdefault("outcome", "failed")
+                entry.setdefault("reason", str(error) or type(error).__name__)
+                raise
+            finally:
+                if not args.dry_run:
+                    entry["seconds"] = round(time.time() - started, 1)
+                    append_history(history, entry)
     except Locked as refused:
         print(f"bakeoff retrain: {refused}", file=sys.stderr)
         if not args.dry_run:
             append_history(history, {**entry, "outcome": "refused", "reason": str(refused)})
         return LOCKED_STATUS
-    if not args.dry_run:
-        entry["seconds"] = round(time.time() - started, 1)
-        append_history(history, entry)
-    return status
 
 
 def _attempt(
@@ -230,8 +236,13 @@ def _attempt(
     entry.update(outcome_of(status, before, after))
     if entry["outcome"] == "retrained":
         entry["frameworks"] = frameworks_of(_read_json(Path(args.comparison)))
-    tagged = _tag_runs(params, root, ingest.name, started, attempt, entry.get("version"), after)
-    entry["mlflow_runs_tagged"] = tagged
+    try:
+        entry["mlflow_runs_tagged"] = _tag_runs(
+            params, root, ingest.name, started, attempt, entry.get("version"), after
+        )
+    except Exception as error:  # bookkeeping: a tracking server that is down loses no history
+        entry["mlflow_runs_tagged"] = f"not tagged: {error}"
+        print(f"bakeoff retrain: could not tag the MLflow runs: {error}", file=sys.stderr)
     _summarise(entry, sys.stdout)
     return status
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import subprocess
@@ -10,11 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from components.errors import DataError
+from components.errors import BakeoffError, DataError
 from components.ingest.core import IngestParams, ingest, manifest, source_files
 from pipelines import retrain
 from pipelines.simulator import write_batch
+from tests.conftest import tiny_frame
 
 
 def landing(tmp_path: Path, frame: pd.DataFrame, batches: int = 1) -> IngestParams:
@@ -190,3 +193,60 @@ def test_both_frameworks_metrics_are_kept_without_the_matrices():
         "pytorch": {"test/accuracy": 0.8},
     }
     assert retrain.frameworks_of(None) == {}
+
+
+def retrain_args(tmp_path: Path, **overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    retrain.add_arguments(parser)
+    args = parser.parse_args([])
+    for name, value in overrides.items():
+        setattr(args, name, value)
+    return args
+
+
+@pytest.fixture
+def project(tmp_path, frame, monkeypatch):
+    """A folder with a landing source and the manifest of its last ingest."""
+    params = landing(tmp_path, frame)
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"ingest": {"name": "tiny", "source": "landing", "path": "data/landing"}})
+    )
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "manifest.json").write_text(json.dumps(ingested(params, tmp_path)))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def history_of(project: Path) -> list[dict]:
+    path = project / "reports" / "retrain_history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_attempt_without_new_data_runs_nothing_and_is_recorded(project, capsys):
+    assert retrain.run(retrain_args(project)) == 0
+    assert "no new data since the last ingest (landing data/landing); nothing to do" in (
+        capsys.readouterr().out
+    )
+    [entry] = history_of(project)
+    assert entry["outcome"] == "no_new_data" and entry["dataset"] == "tiny"
+
+
+def test_a_refused_attempt_returns_75_and_is_recorded(project, capsys):
+    with retrain.exclusive(project / ".dvc" / "tmp" / "bakeoff-retrain.lock"):
+        assert retrain.run(retrain_args(project)) == retrain.LOCKED_STATUS
+    assert "another retrain is running" in capsys.readouterr().err
+    assert [entry["outcome"] for entry in history_of(project)] == ["refused"]
+
+
+def test_an_attempt_that_fails_says_why_and_still_gets_its_line(project):
+    (project / "data" / "raw" / "manifest.json").write_text("{not json")
+    with pytest.raises(BakeoffError, match=r"manifest.json: not valid JSON"):
+        retrain.run(retrain_args(project))
+    [entry] = history_of(project)
+    assert entry["outcome"] == "failed" and "manifest.json: not valid JSON" in entry["reason"]
+
+
+def test_a_dry_run_writes_no_history(project):
+    write_batch(tiny_frame(5, seed=1), project / "data" / "landing")
+    assert retrain.run(retrain_args(project, dry_run=True)) == 0
+    assert not (project / "reports" / "retrain_history.jsonl").exists()
