@@ -31,9 +31,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from components.errors import BakeoffError
+
+if TYPE_CHECKING:
+    from components.ingest.core import IngestParams
 
 #: Exit status of a retrain refused because another one holds the lock (EX_TEMPFAIL:
 #: a scheduler may try again later).
@@ -236,9 +239,10 @@ def _attempt(
     entry.update(outcome_of(status, before, after))
     if entry["outcome"] == "retrained":
         entry["frameworks"] = frameworks_of(_read_json(Path(args.comparison)))
+    registered = after if entry["outcome"] == "retrained" else None
     try:
         entry["mlflow_runs_tagged"] = _tag_runs(
-            params, root, ingest.name, started, attempt, entry.get("version"), after
+            params, root, ingest.name, started, attempt, registered
         )
     except Exception as error:  # bookkeeping: a tracking server that is down loses no history
         entry["mlflow_runs_tagged"] = f"not tagged: {error}"
@@ -253,10 +257,9 @@ def _tag_runs(
     dataset: str,
     started: float,
     attempt: str,
-    version: str | None,
-    record: Mapping[str, Any] | None,
+    registered: Mapping[str, Any] | None,
 ) -> int:
-    """Tag the runs this attempt made (those started since) and its registered version."""
+    """Tag the runs this attempt made (those started since) and the version it registered."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -278,9 +281,10 @@ def _tag_runs(
     )
     for found in runs:
         client.set_tag(found.info.run_id, TAG_RETRAIN, attempt)
-    if version is not None and record is not None:
+    if registered is not None:
+        version = registered["version"]
         try:
-            client.set_model_version_tag(record["model_name"], version, TAG_RETRAIN, attempt)
+            client.set_model_version_tag(registered["model_name"], version, TAG_RETRAIN, attempt)
         except MlflowException as error:
             print(f"bakeoff retrain: could not tag version {version}: {error}", file=sys.stderr)
     return len(runs)
@@ -303,12 +307,12 @@ def _summarise(entry: Mapping[str, Any], out: TextIO) -> None:
     out.flush()
 
 
-def _source(ingest: Any, root: Path) -> str:
+def _source(ingest: IngestParams, root: Path) -> str:
+    from components.ingest.core import shown_path
+
     if ingest.source == "builtin":
         return f"built-in data set {ingest.builtin}"
-    where = ingest.path.resolve()
-    shown = where.relative_to(root.resolve()) if where.is_relative_to(root.resolve()) else where
-    return f"{ingest.source} {shown}"
+    return f"{ingest.source} {shown_path(ingest.path, root)}"
 
 
 def _snapshot_hash(manifest: Mapping[str, Any] | None) -> str | None:

@@ -87,7 +87,7 @@ class Snapshot:
     image_shape: tuple[int, int] | None
 
 
-def _shown(path: Path, root: Path | None) -> str:
+def shown_path(path: Path, root: Path | None) -> str:
     """``path`` as messages and the manifest show it: relative to ``root`` where possible."""
     if root is not None:
         try:
@@ -113,9 +113,9 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
         if params.source == "file":
             paths = [params.path]
         else:
-            paths = sources.landing_files(params.path, _shown(params.path, shown_root))
-        batches = [sources.read_table(path, _shown(path, shown_root)) for path in paths]
-        source = {"kind": params.source, "path": _shown(params.path, shown_root)}
+            paths = sources.landing_files(params.path, shown_path(params.path, shown_root))
+        batches = [sources.read_table(path, shown_path(path, shown_root)) for path in paths]
+        source = {"kind": params.source, "path": shown_path(params.path, shown_root)}
 
     frame = combine(batches)
     where = batches[0].record.path if len(batches) == 1 else source.get("path", "")
@@ -165,10 +165,10 @@ def source_files(params: IngestParams, shown_root: Path | None = None) -> dict[s
     if params.source == "file":
         paths = [params.path]
         if not params.path.is_file():
-            raise DataError(_shown(params.path, shown_root), "file not found")
+            raise DataError(shown_path(params.path, shown_root), "file not found")
     else:
-        paths = sources.landing_files(params.path, _shown(params.path, shown_root))
-    return {_shown(path, shown_root): sources.sha256_of(path) for path in paths}
+        paths = sources.landing_files(params.path, shown_path(params.path, shown_root))
+    return {shown_path(path, shown_root): sources.sha256_of(path) for path in paths}
 
 
 def combine(batches: list[sources.Batch]) -> pd.DataFrame:
