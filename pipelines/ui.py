@@ -19,10 +19,8 @@ from components.params import load_params
 from components.training import tracking
 from pipelines.runner import stage_environment
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 # SQLAlchemy dialects MLflow accepts as a backend store (``dialect+driver://``).
 DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
-SERVERS = ("http", "https")
 PROJECT_ARTIFACTS = Path("mlflow") / "artifacts"
 
 
@@ -58,10 +56,7 @@ def store_uri(args: argparse.Namespace, root: Path) -> str:
         return f"sqlite:///{Path(args.store).resolve() / 'mlflow.db'}"
     params_file = Path(args.params)
     raw = load_params(params_file).get("train") if params_file.exists() else None
-    uri = (raw or {}).get("tracking_uri", DEFAULT_TRACKING_URI)
-    if not isinstance(uri, str) or not uri:
-        raise ParamsError("train.tracking_uri", f"expected a URL; found {uri!r}", str(params_file))
-    return tracking.tracking_uri(uri, root)
+    return tracking.tracking_uri(tracking.configured_uri(raw, str(params_file)), root)
 
 
 def ui_command(
@@ -74,9 +69,9 @@ def ui_command(
     in the project's ``mlflow/artifacts`` for a database server. Experiments
     the trainers created carry their own artifact location either way.
     """
-    scheme = urlsplit(uri).scheme.split("+", 1)[0].lower()
-    if scheme in SERVERS:
+    if tracking.is_server(uri):
         return None
+    scheme = urlsplit(uri).scheme.split("+", 1)[0].lower()
     if scheme == "sqlite":
         database = Path(uri[len("sqlite:///") :])
         artifacts: Path | None = database.parent / "artifacts"

@@ -13,10 +13,10 @@ from typing import Any
 
 from components.errors import BakeoffError, ParamsError
 from components.params import load_params, number, whole
+from components.training import tracking
 
 STAGE = "serve"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 
 
 @dataclass(frozen=True)
@@ -94,21 +94,14 @@ _DEFAULTS: dict[str, Any] = {
 
 def registry_of(args: argparse.Namespace, params: dict[str, Any]) -> tuple[str, str]:
     """The tracking URI (a relative SQLite path made absolute) and the model name to serve."""
+    from components.ingest.core import IngestParams
     from components.register.cli import params_from as register_params
 
-    if args.tracking_uri:
-        uri = args.tracking_uri
-    else:
-        uri = (params.get("train") or {}).get("tracking_uri", DEFAULT_TRACKING_URI)
-        if not isinstance(uri, str) or not uri:
-            raise ParamsError("train.tracking_uri", f"expected a URI; found {uri!r}")
-    uri = _absolute_sqlite(uri)
+    uri = _absolute_sqlite(args.tracking_uri or tracking.configured_uri(params.get("train")))
     if args.model_name:
         return uri, args.model_name
-    dataset = (params.get("ingest") or {}).get("name") or (params.get("ingest") or {}).get(
-        "builtin", "digits"
-    )
-    return uri, register_params(params.get("register") or {}, str(dataset)).model_name
+    dataset = IngestParams.from_section(params.get("ingest") or {}).name
+    return uri, register_params(params.get("register") or {}, dataset).model_name
 
 
 def _absolute_sqlite(uri: str) -> str:

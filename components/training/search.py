@@ -14,6 +14,7 @@ import optuna
 from components.errors import ParamsError
 from components.params import choice, number, whole
 from components.training.spec import CNN, MLP, ModelSpec
+from components.training.tracking import DEFAULT_TRACKING_URI
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRUNERS = ("median", "hyperband", "none")
@@ -88,7 +89,7 @@ class TuningParams:
             patience=whole(raw.get("patience", 5), "train.patience", 1),
             pruner=choice(raw.get("pruner", "median"), "train.pruner", PRUNERS),
             storage=str(raw.get("storage", "sqlite:///optuna/studies.db")),
-            tracking_uri=str(raw.get("tracking_uri", "sqlite:///mlflow/mlflow.db")),
+            tracking_uri=str(raw.get("tracking_uri", DEFAULT_TRACKING_URI)),
             space=SearchSpace(
                 learning_rate=_range(
                     search.get("learning_rate", [1e-4, 1e-2]),

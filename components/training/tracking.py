@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from components.errors import ParamsError
+
+#: ``train.tracking_uri`` when params do not say: the project's SQLite store.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 TAG_COMMIT = "bakeoff.git_commit"
 TAG_DATA_HASH = "bakeoff.dvc_data_hash"
 TAG_STAGE = "bakeoff.stage"
@@ -57,6 +61,19 @@ def tracking_uri(uri: str, root: Path) -> str:
     return uri
 
 
+def configured_uri(train: Mapping[str, Any] | None, path: str = "params.yaml") -> str:
+    """``train.tracking_uri`` of a params ``train`` section (``path``), or the default store."""
+    uri = (train or {}).get("tracking_uri", DEFAULT_TRACKING_URI)
+    if not isinstance(uri, str) or not uri:
+        raise ParamsError("train.tracking_uri", f"expected a URL; found {uri!r}", path)
+    return uri
+
+
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` names an MLflow tracking server (which has its own artifact root and UI)."""
+    return uri.lower().startswith(("http://", "https://"))
+
+
 def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
     """Point MLflow at ``uri`` and the data set's experiment, creating it if needed; return its id.
 
@@ -71,9 +88,10 @@ def use_experiment(uri: str, dataset: str, artifact_root: Path | None) -> str:
     if experiment is None:
         # A tracking server keeps a new experiment's artifacts in its own artifact
         # root; a local folder would leave them on the creating host only.
-        served = uri.startswith(("http://", "https://"))
         location = (
-            (artifact_root / name).resolve().as_uri() if artifact_root and not served else None
+            (artifact_root / name).resolve().as_uri()
+            if artifact_root and not is_server(uri)
+            else None
         )
         experiment_id = mlflow.create_experiment(name, artifact_location=location)
     else:
