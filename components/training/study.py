@@ -173,8 +173,9 @@ class Objective:
         """Train one trial and return its value of the optimised metric."""
         import mlflow
 
-        # First, before any work: which host and process ran the trial: workers (on one host or many)
-        # share a study through its storage, and this shows how they shared it.
+        # First of all, so that no other process takes the trial for a dead one's:
+        # which host and process runs it (workers on one host or many share the
+        # study through its storage; this also shows how they shared it).
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         plan = self.plan
         hyper = search.suggest(trial, self.tuning.space)
