@@ -31,9 +31,10 @@ import numpy as np
 import optuna
 import torch
 
-from components.train_pytorch.data import EVAL_BATCH, SplitDataModule
-from components.train_pytorch.fit import Device, fit_trial
-from components.train_pytorch.model import TrialModule, build_network
+from components.backends.base import FitSettings, SplitArrays
+from components.backends.pytorch.data import EVAL_BATCH, SplitDataModule
+from components.backends.pytorch.fit import Device, fit_trial
+from components.backends.pytorch.model import TrialModule, build_network
 from components.training.search import Hyperparams
 from components.training.spec import MLP, ModelSpec
 from components.training.study import steady_rate
@@ -58,8 +59,8 @@ def synthetic(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def lightning(arrays, hyper: Hyperparams, epochs: int, folder: Path) -> float:
     """Steady examples/s of the stage's ``fit_trial``, with MLflow logging each epoch."""
-    data = SplitDataModule(folder, constants={})
-    data.arrays = dict(arrays)
+    (x, y), (x_val, y_val), (x_test, y_test) = (arrays[s] for s in ("train", "val", "test"))
+    data = SplitDataModule(SplitArrays(x, y, x_val, y_val, x_test, y_test))
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     trial = study.ask()
     with mlflow.start_run(nested=True):
@@ -68,14 +69,16 @@ def lightning(arrays, hyper: Hyperparams, epochs: int, folder: Path) -> float:
             hyper,
             SPEC,
             data=data,
-            task="classification",
-            metric="val/accuracy",
-            epochs=epochs,
-            patience=epochs,
-            seed=0,
-            trial_dir=folder / "trials",
+            settings=FitSettings(
+                task="classification",
+                metric="val/accuracy",
+                epochs=epochs,
+                patience=epochs,
+                seed=0,
+                trial_dir=folder / "trials",
+                target=None,
+            ),
             device=Device(),
-            log_epoch=lambda values, epoch: mlflow.log_metrics(values, step=epoch),
         )
     assert result.epochs == epochs
     return result.examples_per_s

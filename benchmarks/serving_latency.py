@@ -1,7 +1,7 @@
-"""Serving latency of every export format against the native eager model, both frameworks.
+"""Serving latency of every export format against the native eager model, every framework.
 
-Exports the project's two trained models (``models/tensorflow``, newest
-version, and ``models/pytorch``) with the export stage's own code into a
+Exports the project's trained models (every ``models/<framework>/`` with a
+``model.json``) through their backends, as the export stage does, into a
 scratch folder, checks parity as the stage does, and times every format in
 its own runtime with the same thread count, in one process: batch-1 requests
 cycling through the test rows (p50, p99) and batch-256 throughput.
@@ -25,7 +25,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pandas as pd
 
-from components.evaluate.latency import limit_threads
+from components.contracts import load_constants
+from components.evaluate.models import competitors, limit_threads
 from components.export import core
 from components.export.parity import Limits
 from components.training.features import raw_matrix, targets
@@ -40,24 +41,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads of every runtime")
     parser.add_argument("--repeats", type=int, default=500, help="batch-1 requests per format")
     args = parser.parse_args()
-    limit_threads(args.threads)
-    constants = json.loads((ROOT / "data/clean/preprocessing.json").read_text())
+    trained = competitors(ROOT / "models", ROOT / "metrics")
+    limit_threads(trained, args.threads)
+    constants = load_constants(ROOT / "data/clean/preprocessing.json")
     test = pd.read_parquet(ROOT / "data/clean/test.parquet")
     matrix, truth = raw_matrix(test, constants), targets(test, constants)
-    metric = "accuracy" if constants["task"] == "classification" else "rmse"
+    metric = "accuracy" if constants.classification else "rmse"
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for framework in ("tensorflow", "pytorch"):
+        for framework, one in trained.items():
             folder = Path(scratch) / framework
             folder.mkdir()
-            bundle, _ = core.export_trained(
-                framework, ROOT / "models" / framework, constants, folder, matrix[:2], args.threads
+            bundle = one.backend.export(
+                one.card, one.folder, constants, folder, matrix[:2], args.threads
             )
             table = core.parity_table(
                 bundle,
                 matrix,
                 truth,
-                task=constants["task"],
+                task=constants.task,
                 metric=metric,
                 limits=Limits(),
                 scale=core.output_scale(constants),

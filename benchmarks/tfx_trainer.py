@@ -108,17 +108,18 @@ import pandas as pd
 from components.training import features
 from components.training.search import Hyperparams
 from components.training.spec import ModelSpec
-from components.train_tensorflow.fit import compile_model
-c = json.load(open("data/clean/preprocessing.json"))
+from components.backends.tensorflow.fit import compile_model
+from components.contracts import load_constants
+c = load_constants("data/clean/preprocessing.json")
 train = pd.read_parquet("data/clean/train.parquet")
 val = pd.read_parquet("data/clean/val.parquet")
 x, y = features.encode(train, c), features.targets(train, c)
 xv, yv = features.encode(val, c), features.targets(val, c)
 hyper = Hyperparams(1e-3, 64, 2, 128, 0.1, 1e-6, "adam", "relu")
-spec = ModelSpec("mlp", x.shape[1], len(c["label"]["classes"]), 2, 128, "relu", 0.1)
-from components.train_tensorflow.model import keras
+spec = ModelSpec("mlp", x.shape[1], len(c.label.classes), 2, 128, "relu", 0.1)
+from components.backends.tensorflow.model import keras
 keras().utils.set_random_seed(42)
-model = compile_model(spec, hyper, c["task"])
+model = compile_model(spec, hyper, c.task)
 from components.training.study import steady_rate
 k = keras()
 epochs = []

@@ -19,7 +19,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "train",
-        "components.training.cli",
+        "pipelines.train",
         "tune and train one framework's model (DVC stage 'train@<framework>')",
     ),
     (

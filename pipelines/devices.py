@@ -14,8 +14,10 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from components.backends.base import CPU_SHARE_VARIABLE
+
 #: The trainers size their CPU thread pools from this when their params leave it at 0.
-CPU_THREADS_VARIABLE = "BAKEOFF_CPU_THREADS"
+CPU_THREADS_VARIABLE = CPU_SHARE_VARIABLE
 
 _SMI_TIMEOUT_S = 5.0
 

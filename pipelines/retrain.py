@@ -27,13 +27,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from components.contracts import (
+    Comparison,
+    RegistryRecord,
+    load_comparison,
+    load_registry_record,
+)
 from components.errors import BakeoffError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from components.ingest.core import IngestParams
@@ -122,39 +130,33 @@ def append_history(path: Path, entry: Mapping[str, Any]) -> None:
 
 
 def outcome_of(
-    status: int, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+    status: int, before: RegistryRecord | None, after: RegistryRecord | None
 ) -> dict[str, Any]:
     """What a pipeline run did to the registry, from its exit status and the register records."""
     if status != 0:
         return {"outcome": "failed", "reason": f"the pipeline failed (exit status {status})"}
-    if after is None or (
-        before is not None and before.get("mlflow_run_id") == after.get("mlflow_run_id")
-    ):
+    if after is None or (before is not None and before.mlflow_run_id == after.mlflow_run_id):
         return {
             "outcome": "unchanged",
             "reason": "the pipeline was up to date after ingest and clean; no version was registered",
         }
     return {
         "outcome": "retrained",
-        "version": after["version"],
-        "winner": after["framework"],
-        "alias": after["alias"],
-        "promoted": after["promoted"],
-        "reason": after["reason"],
+        "version": after.version,
+        "winner": after.framework,
+        "alias": after.alias,
+        "promoted": after.promoted,
+        "reason": after.reason,
     }
 
 
-def frameworks_of(comparison: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Each framework's test metrics in a comparison report."""
-    if not comparison:
+def frameworks_of(comparison: Comparison | None) -> dict[str, Any]:
+    """Each framework's scalar test metrics in a comparison report."""
+    if comparison is None:
         return {}
     return {
-        name: {
-            f"test/{key}": value
-            for key, value in values["test"].items()
-            if isinstance(value, (int, float))
-        }
-        for name, values in comparison["frameworks"].items()
+        name: {f"test/{key}": value for key, value in compared.test.items()}
+        for name, compared in comparison.frameworks.items()
     }
 
 
@@ -232,13 +234,13 @@ def _attempt(
 
     from pipelines import runner
 
-    before = _read_json(Path(args.registry))
+    before = _optional(load_registry_record, Path(args.registry))
     status = runner.reproduce(root)
-    after = _read_json(Path(args.registry))
+    after = _optional(load_registry_record, Path(args.registry))
     entry.update(data_sha256=_snapshot_hash(_read_json(manifest_path)))
     entry.update(outcome_of(status, before, after))
     if entry["outcome"] == "retrained":
-        entry["frameworks"] = frameworks_of(_read_json(Path(args.comparison)))
+        entry["frameworks"] = frameworks_of(_optional(load_comparison, Path(args.comparison)))
     registered = after if entry["outcome"] == "retrained" else None
     try:
         entry["mlflow_runs_tagged"] = _tag_runs(
@@ -257,7 +259,7 @@ def _tag_runs(
     dataset: str,
     started: float,
     attempt: str,
-    registered: Mapping[str, Any] | None,
+    registered: RegistryRecord | None,
 ) -> int:
     """Tag the runs this attempt made (those started since) and the version it registered."""
     import mlflow
@@ -282,9 +284,9 @@ def _tag_runs(
     for found in runs:
         client.set_tag(found.info.run_id, TAG_RETRAIN, attempt)
     if registered is not None:
-        version = registered["version"]
+        version = registered.version
         try:
-            client.set_model_version_tag(registered["model_name"], version, TAG_RETRAIN, attempt)
+            client.set_model_version_tag(registered.model_name, version, TAG_RETRAIN, attempt)
         except MlflowException as error:
             print(f"bakeoff retrain: could not tag version {version}: {error}", file=sys.stderr)
     return len(runs)
@@ -317,6 +319,11 @@ def _source(ingest: IngestParams, root: Path) -> str:
 
 def _snapshot_hash(manifest: Mapping[str, Any] | None) -> str | None:
     return None if manifest is None else manifest.get("snapshot", {}).get("sha256")
+
+
+def _optional(load: Callable[[Path], T], path: Path) -> T | None:
+    """A contract file, or None when it does not exist yet (a first run)."""
+    return load(path) if path.is_file() else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import components.train_tensorflow as tf_branch
-from components.clean.split import SPLITS
+import components.backends.tensorflow as tf_branch
+from components.contracts import SPLITS
 
 MODULES = Path(tf_branch.__file__).parent
 TRANSFORM_MODULE = MODULES / "transform_module" / "preprocessing.py"
@@ -55,7 +55,7 @@ class PipelineConfig:
 def _eval_config(thresholds: EvalThresholds) -> Any:
     import tensorflow_model_analysis as tfma
 
-    from components.train_tensorflow.transform_module.preprocessing import LABEL
+    from components.backends.tensorflow.transform_module.preprocessing import LABEL
 
     if thresholds.task == "classification":
         metric, direction = "SparseCategoricalAccuracy", tfma.MetricDirection.HIGHER_IS_BETTER
@@ -100,9 +100,9 @@ def create_pipeline(config: PipelineConfig) -> Any:
     from tfx.components import FileBasedExampleGen
     from tfx.dsl.components.base import executor_spec
 
-    from components.train_tensorflow import parquet_executor
-    from components.train_tensorflow.baseline import PreviousBlessedModelStrategy
-    from components.train_tensorflow.gate import AnomaliesGate
+    from components.backends.tensorflow import parquet_executor
+    from components.backends.tensorflow.baseline import PreviousBlessedModelStrategy
+    from components.backends.tensorflow.gate import AnomaliesGate
 
     example_gen = FileBasedExampleGen(
         input_base=str(config.data_dir),

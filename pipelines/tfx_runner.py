@@ -1,13 +1,159 @@
-"""Runs the TFX pipeline with LocalDagRunner and reads what happened from ML Metadata."""
+"""The TensorFlow stage's orchestrator: the TFX pipeline, run with LocalDagRunner.
+
+:func:`run_stage` builds the pipeline from the training job, runs it (the
+Trainer's ``run_fn`` runs the training driver), and turns what ML Metadata
+recorded into the stage's outputs: ``metrics/tensorflow.json`` and, when the
+Pusher pushed, ``models/tensorflow/model.json`` beside the pushed version.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from components.errors import BakeoffError
-from pipelines.tfx_pipeline import PipelineConfig, create_pipeline
+from components import contracts
+from components.backends.base import Backend
+from components.clean.schema import load_schema
+from components.contracts import TrainingMetrics
+from components.errors import BakeoffError, ParamsError
+from components.outputs import staged_outputs
+from components.params import flag, number
+from components.training import driver
+from pipelines.tfx_pipeline import (
+    DIRECT_RUNNER_ARGS,
+    TRANSFORM_MODULE,
+    EvalThresholds,
+    PipelineConfig,
+    create_pipeline,
+)
+
+#: The Trainer's metrics file in its ModelRun artifact (``trainer_module/trainer.py``).
+METRICS_FILE = "training.json"
+
+
+@dataclass(frozen=True)
+class TfxParams:
+    """The TFX-specific keys of ``train_tensorflow`` (the driver reads the common ones)."""
+
+    pipeline_dir: str = "tfx"
+    max_drop: float = 0.01
+    cache: bool = True
+    beam_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_section(cls, raw: dict[str, Any]) -> TfxParams:
+        """Check and unpack them."""
+        default = cls()
+        return cls(
+            pipeline_dir=str(raw.get("pipeline_dir", default.pipeline_dir)),
+            max_drop=number(
+                raw.get("max_drop", default.max_drop), "train_tensorflow.max_drop", 0.0
+            ),
+            cache=flag(raw.get("cache", default.cache), "train_tensorflow.cache"),
+            beam_args=_beam_args(raw.get("beam_args", [])),
+        )
+
+
+def _beam_args(value: Any) -> tuple[str, ...]:
+    # Beam pipeline options for TFX's data components (a runner past one machine).
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and item.startswith("--") for item in value
+    ):
+        raise ParamsError(
+            "train_tensorflow.beam_args",
+            f"expected a list of Beam options such as --runner=FlinkRunner; found {value!r}",
+        )
+    return tuple(value)
+
+
+def run_stage(
+    job: driver.StageJob, backend: Backend, model_dir: Path, metrics_path: Path, schema: Path
+) -> TrainingMetrics:
+    """Build and run the pipeline; write the stage's metrics and model card."""
+    import mlflow
+
+    # TFX would build and pip-install a wheel of each module file per execution
+    # (~3 s each, four per run) to put the module's hash in the cache key. The
+    # job in the Trainer's custom_config carries the code's hash instead.
+    os.environ.setdefault("UNSUPPORTED_DO_NOT_PACKAGE_USER_MODULES", "1")
+    backend.configure(job.runtime)  # threads, before the pipeline runs any op
+    own = TfxParams.from_section(job.own_raw)
+    gate = job.own
+    pipeline_dir = (job.root / own.pipeline_dir).resolve()
+    model_dir = model_dir.resolve()
+    config = PipelineConfig(
+        name=f"bakeoff-{job.dataset}",
+        root=pipeline_dir / "root",
+        metadata=pipeline_dir / "metadata.sqlite",
+        data_dir=job.data_dir,
+        schema_file=_schema_file(schema, pipeline_dir / "schemas"),
+        push_dir=model_dir,
+        constants=job.constants.to_dict(),
+        trainer={"job": job.to_config()},
+        thresholds=EvalThresholds(
+            task=job.constants.task,
+            bound=gate.min_accuracy if job.constants.classification else gate.max_rmse**2,
+            max_change=own.max_drop,
+        ),
+        transform_code=hashlib.sha256(TRANSFORM_MODULE.read_bytes()).hexdigest()[:16],
+        enable_cache=own.cache,
+        beam_args=DIRECT_RUNNER_ARGS + own.beam_args,
+    )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    began = int(time.time() * 1000)
+    report = run_pipeline(config)
+    if not report.model_run_uri:
+        raise BakeoffError(f"{config.metadata}: the TFX run recorded no Trainer output")
+    trained = contracts.load_training_metrics(Path(report.model_run_uri) / METRICS_FILE)
+    metrics = replace(
+        trained,
+        component_seconds=report.seconds,
+        cached=report.fully_cached,
+        blessed=bool(report.blessed),
+        pushed=report.pushed_uri is not None,
+        peak_memory_mb=driver.peak_memory_mb(),
+        # The stage's window, the data components included: what ran side by side
+        # with the other trainers (the driver's own starts inside the Trainer).
+        window=(began, int(time.time() * 1000)),
+    )
+    client = mlflow.MlflowClient(job.plan.tracking_uri)
+    if not report.fully_cached:
+        client.set_tag(trained.mlflow_run_id, "bakeoff.tfx_run_id", report.run_id)
+        client.set_tag(trained.mlflow_run_id, "bakeoff.blessed", str(metrics.blessed))
+    with staged_outputs() as staged:
+        if report.pushed_uri:
+            version = Path(report.pushed_uri)
+            card = contracts.load_model_card(version)
+            card = replace(card, artifact=version.name)
+            staged.write_json(model_dir / contracts.MODEL_CARD, card.to_dict())
+        staged.write_json(metrics_path, metrics.to_dict())
+    return metrics
+
+
+def _schema_file(schema_yaml: Path, folder: Path) -> Path:
+    """The schema as a TFMD proto, at a path named after its content.
+
+    ImportSchemaGen's cache key is the path alone; a content-named path makes an
+    edited schema re-run validation instead of silently reusing the old one.
+    """
+    from google.protobuf import text_format
+
+    from components.backends.tensorflow.tfx_schema import tfmd_schema
+
+    text = text_format.MessageToString(tfmd_schema(load_schema(schema_yaml)))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = folder / digest / "schema.pbtxt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        shutil.move(tmp, path)
+    return path
 
 
 class PipelineFailed(BakeoffError):
@@ -22,6 +168,7 @@ class RunReport:
     states: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     model_uri: str | None = None
+    model_run_uri: str | None = None
     blessed: bool | None = None
     pushed_uri: str | None = None
 
@@ -36,7 +183,7 @@ def run_pipeline(config: PipelineConfig) -> RunReport:
     """Run the pipeline; a failing component raises with its message, as one line."""
     from tfx import v1 as tfx
 
-    from components.train_tensorflow.gate import AnomaliesFound
+    from components.backends.tensorflow.gate import AnomaliesFound
 
     try:
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
@@ -87,6 +234,8 @@ def _record(report: RunReport, node: str, artifact: Any, store: Any) -> None:
     properties = artifact.custom_properties
     if node == "Trainer" and kind == "Model":
         report.model_uri = artifact.uri
+    elif node == "Trainer" and kind == "ModelRun":
+        report.model_run_uri = artifact.uri
     elif node == "Evaluator" and kind == "ModelBlessing" and "blessed" in properties:
         report.blessed = bool(properties["blessed"].int_value)
     elif (

@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -90,6 +92,27 @@ def copy_repository(folder: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     run(["git", "init", "-q"], copy)
+    return copy
+
+
+#: The smoke budget: the graph and the stages are the real ones, the tuning is tiny.
+SMOKE: dict[str, dict[str, Any]] = {"train": {"trials": 2, "epochs": 1}}
+
+
+def set_params(repo: Path, **sections: dict[str, Any]) -> None:
+    """Update sections of a copied repository's params.yaml (each key replaced, others kept)."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for name, values in sections.items():
+        params.setdefault(name, {}).update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def smoke_repository(folder: Path, **sections: dict[str, Any]) -> Path:
+    """A copy of the repository on the smoke budget, with ``sections`` of params updated."""
+    copy = copy_repository(folder)
+    set_params(copy, **{name: dict(values) for name, values in SMOKE.items()})
+    set_params(copy, **sections)
     return copy
 
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
         for name, frame in result.splits.items():
             frame.to_parquet(outputs.path_for(out_dir / f"{name}.parquet"), index=False)
         result.quarantine.to_parquet(outputs.path_for(args.quarantine), index=False)
-        outputs.write_json(args.preprocessing, result.preprocessing)
+        outputs.write_json(args.preprocessing, result.preprocessing.to_dict())
         outputs.write_json(args.report, result.report)
         if result.schema_inferred:
             outputs.write_text(

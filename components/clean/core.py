@@ -12,6 +12,7 @@ from components import columns as kinds
 from components.clean import checks, preprocessing, split
 from components.clean.schema import DataSchema, Drift, find_drift, infer_schema
 from components.columns import ROW_KEY, SOURCE_FILE, SOURCE_ROW
+from components.contracts import SPLITS, Constants
 from components.errors import DataError, ParamsError
 from components.params import choice, flag, fraction, names, number
 
@@ -89,7 +90,7 @@ class CleanResult:
     quarantine: pd.DataFrame
     schema: DataSchema
     schema_inferred: bool
-    preprocessing: dict[str, Any]
+    preprocessing: Constants
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -194,7 +195,7 @@ def clean(
 
     kept_rows = np.flatnonzero(kept_mask)
     assignment = split.assign(keys[kept_rows], params.split)
-    rows_of = {name: kept_rows[assignment == index] for index, name in enumerate(split.SPLITS)}
+    rows_of = {name: kept_rows[assignment == index] for index, name in enumerate(SPLITS)}
     empty = [name for name, rows in rows_of.items() if len(rows) == 0]
     if empty:
         raise DataError(
@@ -223,8 +224,8 @@ def clean(
         if SOURCE_FILE in raw:
             part.insert(1, SOURCE_FILE, raw[SOURCE_FILE].array.take(rows))
             part.insert(2, SOURCE_ROW, raw[SOURCE_ROW].to_numpy()[rows])
-    constants = preprocessing.constants(
-        splits["train"], schema, impute, manifest.get("image_shape")
+    constants = Constants.from_dict(
+        preprocessing.constants(splits["train"], schema, impute, manifest.get("image_shape"))
     )
     quarantine = _quarantine(raw, violations, dropped)
     report = _report(

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
-
 
 @dataclass(frozen=True)
 class SplitSpec:

@@ -1,38 +1,28 @@
-"""``bakeoff evaluate``: the DVC stage that compares both trained models and picks the winner."""
+"""``bakeoff evaluate``: the DVC stage that compares every trained model and picks the winner."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.errors import BakeoffError, ParamsError
+from components.contracts import load_constants
+from components.errors import ParamsError
+from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
 from components.params import fraction, load_params, number, section, whole
 from components.training import tracking
 from components.training.search import TuningParams
 
-FRAMEWORKS = ("tensorflow", "pytorch")
 STAGE = "evaluate"
-
-
-def add_trained_inputs(parser: argparse.ArgumentParser) -> None:
-    """Params, test data, constants, and both trainers' models and metrics (evaluate, export)."""
-    parser.add_argument("--params", default="params.yaml", help="the params file")
-    parser.add_argument("--data-dir", required=True, help="folder of the clean splits")
-    parser.add_argument("--preprocessing", required=True, help="the shared constants (JSON)")
-    for name in FRAMEWORKS:
-        parser.add_argument(f"--{name}-model", required=True, help=f"{name}'s model folder")
-        parser.add_argument(f"--{name}-metrics", required=True, help=f"{name}'s training metrics")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The stage's options; the paths match dvc.yaml."""
+    parser.add_argument("--params", default="params.yaml", help="the params file")
     add_trained_inputs(parser)
     parser.add_argument("--comparison", required=True, help="JSON comparison to write")
     parser.add_argument("--report", required=True, help="Markdown report to write")
@@ -62,52 +52,43 @@ def _level(value: Any) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Load both models, compare them, write the comparison, the report and the figures."""
+    """Load every trained model, compare them, write the comparison, the report and the figures."""
     import mlflow
     import pandas as pd
 
     from components.evaluate import core, report
-    from components.evaluate.curves import best_trial_curves
-    from components.evaluate.latency import limit_threads
-    from components.evaluate.models import load
+    from components.evaluate.models import competitors, limit_threads, without_model
 
     root = Path.cwd()
     params = load_params(args.params)
     tuning = TuningParams.from_section(section(params, "train"))
-    constants = json.loads(Path(args.preprocessing).read_text(encoding="utf-8"))
-    own = params_from(params.get(STAGE) or {}, tuning, constants["task"])
-    limit_threads(own.threads)
-    training = {}
-    for name in FRAMEWORKS:
-        path = Path(getattr(args, f"{name}_metrics"))
-        if not path.is_file():
-            raise BakeoffError(f"{path}: no training metrics; run train@{name} first")
-        training[name] = json.loads(path.read_text(encoding="utf-8"))
+    constants = load_constants(args.preprocessing)
+    own = params_from(params.get(STAGE) or {}, tuning, constants.task)
+    models_dir, metrics_dir = Path(args.models), Path(args.metrics)
+    trained = competitors(models_dir, metrics_dir)
+    # Before any model runs: a framework fixes its thread pools when it first computes.
+    limit_threads(trained, own.threads)
     models = {
-        name: load(name, Path(getattr(args, f"{name}_model")), constants) for name in FRAMEWORKS
+        name: one.backend.load(one.card, one.folder, constants) for name, one in trained.items()
     }
+    training = {name: one.metrics for name, one in trained.items()}
     test = pd.read_parquet(Path(args.data_dir) / "test.parquet")
     comparison = core.compare(test, constants, models, training, own)
     comparison["params"] = asdict(own)
+    for name, one in trained.items():
+        comparison["frameworks"][name]["backend"] = one.card.framework
+    curves = {name: dict(one.learning_curve) for name, one in training.items()}
+    comparison["learning_curves"] = curves
+    comparison["fairness"] += core.side_by_side({n: one.window for n, one in training.items()})
+    comparison["fairness"] += [
+        f"same evaluation: {name} has training metrics but no model folder "
+        f"({models_dir / name}); its training never saved a model, so it is not compared"
+        for name in without_model(models_dir, metrics_dir)
+    ]
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    experiment = tracking.use_experiment(
-        uri, constants.get("dataset"), root / "mlflow" / "artifacts"
-    )
+    experiment = tracking.use_experiment(uri, constants.dataset, root / "mlflow" / "artifacts")
     client = mlflow.MlflowClient(uri)
-    windows: dict[str, tuple[int, int] | None] = {}
-    curves = {}
-    for name in FRAMEWORKS:
-        windows[name] = _training_window(client, training[name].get("mlflow_run_id"))
-        run_id, trial = training[name].get("mlflow_run_id"), training[name].get("best_trial")
-        try:
-            curves[name] = best_trial_curves(client, run_id, int(trial)) if run_id else {}
-        except mlflow.exceptions.MlflowException as error:
-            print(f"evaluate: no learning curve for {name}: {error}", file=sys.stderr)
-            curves[name] = {}
-    comparison["learning_curves"] = curves
-    comparison["fairness"] += core.side_by_side(windows)
-
     run_id = _start_run(client, experiment, root, comparison, args)
     comparison["mlflow_run_id"] = run_id
     try:
@@ -136,19 +117,6 @@ def run(args: argparse.Namespace) -> None:
     )
     for line in comparison["fairness"]:
         print(f"evaluate: fairness rule broken: {line}")
-
-
-def _training_window(client: Any, run_id: str | None) -> tuple[int, int] | None:
-    """When a training stage's MLflow run started and ended; None if unknown."""
-    import mlflow
-
-    if not run_id:
-        return None
-    try:
-        info = client.get_run(run_id).info
-    except mlflow.exceptions.MlflowException:
-        return None
-    return (info.start_time, info.end_time) if info.start_time and info.end_time else None
 
 
 def _write_text(text: str, path: Path) -> None:
@@ -193,6 +161,8 @@ def _log(
         )
         client.log_metric(run_id, f"{name}.size_bytes", float(values["size_bytes"]))
     client.log_metric(run_id, "difference", comparison["difference"]["value"])
+    for name, difference in comparison["differences"].items():
+        client.log_metric(run_id, f"{name}.difference_to_leader", difference["value"])
     client.log_artifact(run_id, args.comparison)
     client.log_artifact(run_id, args.report)
     for name in drawn:

@@ -1,8 +1,14 @@
-"""The comparison: both trained models scored on the same test rows with the same code.
+"""The comparison: every trained model scored on the same test rows with the same code.
 
-Pure: it takes the test table, the shared constants, the two loaded models and
+Pure: it takes the test table, the shared constants, the loaded models and
 what their training stages reported, and returns the comparison as a dict
 (``reports/comparison.json``). Reading and writing is the CLI's.
+
+Any number of frameworks from two up: the best on the selection metric is the
+leader, and every other framework gets the same paired bootstrap interval (and
+McNemar's test, for classes) against it (``differences``). ``difference`` is
+the winner against the runner-up, ``a`` and ``b`` in name order, as it was
+when there were only ever two.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.backends.base import Loaded
+from components.contracts import CLASSIFICATION, Constants, TrainingMetrics
 from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
 from components.evaluate.latency import profile
-from components.evaluate.models import Native
-from components.evaluate.select import Candidate, Selection, select
-from components.evaluate.stats import mcnemar, paired_bootstrap
+from components.evaluate.models import batched
+from components.evaluate.select import Candidate, Selection, choose, negated, ranked
+from components.evaluate.stats import Interval, mcnemar, paired_bootstrap
 from components.training.features import raw_matrix, targets
 
 # The test metric the selection reads, for each optimised validation metric.
@@ -70,20 +78,23 @@ def selection_metric(task: str, optimised: str) -> str:
 
 def compare(
     test: pd.DataFrame,
-    constants: Mapping[str, Any],
-    models: Mapping[str, Native],
-    training: Mapping[str, Mapping[str, Any]],
+    constants: Constants,
+    models: Mapping[str, Loaded],
+    training: Mapping[str, TrainingMetrics],
     params: EvaluateParams,
 ) -> dict[str, Any]:
-    """Score both models, test the difference, time them, and pick the winner."""
-    if len(models) != 2:
-        raise ValueError(f"the comparison needs two models, got {sorted(models)}")
-    task = constants["task"]
+    """Score every model, test each against the leader, time them, and pick the winner."""
+    if len(models) < 2:
+        raise BakeoffError(
+            f"evaluate: the comparison needs two or more trained models; found {sorted(models)}"
+        )
+    task = constants.task
     metric = selection_metric(task, params.optimised)
     higher = scoring.HIGHER_IS_BETTER[metric]
     matrix = raw_matrix(test, constants)
     truth = targets(test, constants)
-    outputs = {name: model.predict(matrix) for name, model in models.items()}
+    names = sorted(models)
+    outputs = {name: batched(models[name].call, matrix) for name in names}
     for name, output in outputs.items():
         bad = int((~np.isfinite(output.reshape(len(output), -1))).any(axis=1).sum())
         if bad:
@@ -92,90 +103,60 @@ def compare(
                 f"for {bad} of {len(output)} test rows; retrain it before comparing"
             )
     per_framework: dict[str, dict[str, Any]] = {}
-    for name, model in models.items():
-        scores = scoring.score(task, outputs[name], truth)
-        trained = training[name]
+    for name in names:
+        model, trained = models[name], training[name]
         per_framework[name] = {
-            "test": scores,
+            "test": scoring.score(task, outputs[name], truth),
             "latency": profile(model.call, matrix, repeats=params.latency_repeats),
             "size_bytes": model.size_bytes,
             "model_path": str(model.path),
-            **{key: trained.get(key) for key in TRAINING_KEYS},
+            **{key: _plain(getattr(trained, key)) for key in TRAINING_KEYS},
+            "current": saved_this_run(trained),
         }
-    a, b = sorted(models)
-    rows = {name: _per_row(task, metric, outputs[name], truth) for name in (a, b)}
-    aggregate = np.mean if metric != "rmse" else (lambda values: float(np.sqrt(np.mean(values))))
-    interval = paired_bootstrap(
-        aggregate,
-        rows[a],
-        rows[b],
-        resamples=params.resamples,
-        level=params.level,
-        seed=params.seed,
-    )
-    difference: dict[str, Any] = {
-        "metric": metric,
-        "a": a,
-        "b": b,
-        "value": interval.difference,
-        "interval": [interval.low, interval.high],
-        "level": interval.level,
-        "resamples": interval.resamples,
-        "significant": interval.excludes_zero(),
-    }
-    if task == "classification":
-        test_result = mcnemar(outputs[a].argmax(1) == truth, outputs[b].argmax(1) == truth)
-        difference["mcnemar"] = {
-            "only_a_right": test_result.only_a,
-            "only_b_right": test_result.only_b,
-            "statistic": test_result.statistic,
-            "p_value": test_result.p_value,
-            "exact": test_result.exact,
-        }
-    candidates = [
-        Candidate(
+    candidates = {
+        name: Candidate(
             name,
             float(per_framework[name]["test"][metric]),
             per_framework[name]["latency"]["batch_1"]["p50_ms"],
             per_framework[name]["size_bytes"],
         )
-        for name in (a, b)
-    ]
-    current = {name: saved_this_run(training[name]) for name in (a, b)}
-    for name in (a, b):
-        per_framework[name]["current"] = current[name]
-    if not any(current.values()):
+        for name in names
+    }
+    eligible = [name for name in names if per_framework[name]["current"]]
+    if not eligible:
+        nobody = "neither trainer" if len(names) == 2 else "no trainer"
         raise BakeoffError(
-            "evaluate: neither trainer saved a model in its last run (both below their "
+            f"evaluate: {nobody} saved a model in its last run (all below their "
             "quality gates; see 'blessed' in metrics/*.json); there is nothing new to ship"
         )
-    if all(current.values()):
-        chosen = select(
-            candidates[0],
-            candidates[1],
-            interval,
+    leader = ranked([candidates[n] for n in eligible], higher_is_better=higher)[0].framework
+    pairs = _Pairs(task, metric, outputs, truth, params)
+    differences = {name: pairs.describe(name, leader) for name in names if name != leader}
+    if len(eligible) == 1:
+        chosen = _only_eligible(leader, [n for n in names if n != leader], candidates, higher)
+    else:
+        chosen = choose(
+            candidates[leader],
+            [(candidates[n], pairs.interval(n, leader)) for n in eligible if n != leader],
             metric=f"test/{metric}",
             higher_is_better=higher,
             latency_margin=params.latency_margin,
         )
-    else:
-        fresh, stale = (a, b) if current[a] else (b, a)
-        chosen = Selection(
-            fresh,
-            stale,
-            "eligibility",
-            f"{stale}'s last training run saved no model (below its quality gate), so the "
-            f"{stale} model on disk is from an earlier run and cannot win",
-        )
+    a, b = sorted((chosen.winner, chosen.runner_up))
     return {
-        "dataset": constants["dataset"],
+        "dataset": constants.dataset,
         "task": task,
         "test_rows": len(test),
         "metric": f"test/{metric}",
         "higher_is_better": higher,
         "threads": params.threads,
         "frameworks": per_framework,
-        "difference": difference,
+        "leader": leader,
+        "difference": pairs.describe(a, b),
+        "differences": differences,
+        "tied_with_leader": sorted(
+            [leader, *(n for n in eligible if n != leader and not differences[n]["significant"])]
+        ),
         "winner": chosen.winner,
         "runner_up": chosen.runner_up,
         "decided_by": chosen.decided_by,
@@ -184,7 +165,91 @@ def compare(
     }
 
 
-def _per_row(task: str, metric: str, output: np.ndarray, truth: np.ndarray) -> np.ndarray:
+class _Pairs:
+    """Paired statistics of two frameworks' test rows, each pair computed once in name order.
+
+    The interval of ``b - a`` is that of ``a - b`` negated, so which of two
+    frameworks leads never changes the resamples, and with two frameworks the
+    numbers are those of ``a - b`` as before.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        metric: str,
+        outputs: Mapping[str, np.ndarray],
+        truth: np.ndarray,
+        params: EvaluateParams,
+    ) -> None:
+        self.task, self.metric, self.outputs, self.truth = task, metric, outputs, truth
+        self.params = params
+        self.rows = {name: _per_row(metric, output, truth) for name, output in outputs.items()}
+        self._intervals: dict[tuple[str, str], Interval] = {}
+
+    def interval(self, a: str, b: str) -> Interval:
+        """The paired bootstrap interval of ``a - b`` on the selection metric."""
+        if a > b:
+            return negated(self.interval(b, a))
+        if (a, b) not in self._intervals:
+            self._intervals[(a, b)] = paired_bootstrap(
+                _aggregate(self.metric),
+                self.rows[a],
+                self.rows[b],
+                resamples=self.params.resamples,
+                level=self.params.level,
+                seed=self.params.seed,
+            )
+        return self._intervals[(a, b)]
+
+    def describe(self, a: str, b: str) -> dict[str, Any]:
+        """``a - b`` as the comparison file writes it (with McNemar's test for classes)."""
+        interval = self.interval(a, b)
+        difference: dict[str, Any] = {
+            "metric": self.metric,
+            "a": a,
+            "b": b,
+            "value": interval.difference,
+            "interval": [interval.low, interval.high],
+            "level": interval.level,
+            "resamples": interval.resamples,
+            "significant": interval.excludes_zero(),
+        }
+        if self.task == CLASSIFICATION:
+            right = {name: self.outputs[name].argmax(1) == self.truth for name in (a, b)}
+            test = mcnemar(right[a], right[b])
+            difference["mcnemar"] = {
+                "only_a_right": test.only_a,
+                "only_b_right": test.only_b,
+                "statistic": test.statistic,
+                "p_value": test.p_value,
+                "exact": test.exact,
+            }
+        return difference
+
+
+def _only_eligible(
+    fresh: str, stale: list[str], candidates: Mapping[str, Candidate], higher: bool
+) -> Selection:
+    """The one framework whose last training run saved its model wins by eligibility."""
+    runner = ranked([candidates[n] for n in stale], higher_is_better=higher)[0].framework
+    names = ", ".join(stale)
+    return Selection(
+        fresh,
+        runner,
+        "eligibility",
+        f"{names}'s last training run saved no model (below its quality gate), so the "
+        f"{names} model on disk is from an earlier run and cannot win",
+    )
+
+
+def _aggregate(metric: str) -> Any:
+    """A resample's metric from its rows' shares: their mean, or its root for RMSE."""
+    if metric == "rmse":
+        return lambda values: float(np.sqrt(np.mean(values)))
+    return np.mean
+
+
+def _per_row(metric: str, output: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Each row's share of the metric, so that a resample's metric is their mean (RMSE: root)."""
     if metric == "accuracy":
         return (output.argmax(1) == truth).astype(np.float64)
@@ -194,25 +259,34 @@ def _per_row(task: str, metric: str, output: np.ndarray, truth: np.ndarray) -> n
     return (output.astype(np.float64).reshape(-1) - truth.astype(np.float64)) ** 2
 
 
-def fairness(training: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The fairness rules of DESIGN.md the two training runs visibly broke, one line each."""
+def _plain(value: Any) -> Any:
+    """A metrics field as JSON holds it (mappings as dicts)."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def fairness(training: Mapping[str, TrainingMetrics]) -> list[str]:
+    """The fairness rules of DESIGN.md the training runs visibly broke, one line each."""
     broken = []
-    (a, first), (b, second) = sorted(training.items())
-    shape = ("depth", "width")
-    same_shape = all(
-        first.get("best_params", {}).get(key) == second.get("best_params", {}).get(key)
-        for key in shape
-    )
-    if same_shape and first.get("parameters") != second.get("parameters"):
+    names = sorted(training)
+    shapes: dict[tuple[Any, ...], list[str]] = {}
+    for name in names:
+        params = training[name].best_params
+        shapes.setdefault((params.get("depth"), params.get("width")), []).append(name)
+    for group in shapes.values():
+        if len({training[name].parameters for name in group}) > 1:
+            broken.append(
+                "equal parameter counts for the same architecture: "
+                + ", ".join(f"{name} {training[name].parameters}" for name in group)
+            )
+    runs = {name: training[name].trials.get("run") for name in names}
+    if len(set(runs.values())) > 1:
+        first, *rest = names
         broken.append(
-            f"equal parameter counts for the same architecture: {a} "
-            f"{first.get('parameters')}, {b} {second.get('parameters')}"
+            f"same trial budget: {first} ran {runs[first]} trials, "
+            + ", ".join(f"{name} {runs[name]}" for name in rest)
         )
-    runs = (first.get("trials", {}).get("run"), second.get("trials", {}).get("run"))
-    if runs[0] != runs[1]:
-        broken.append(f"same trial budget: {a} ran {runs[0]} trials, {b} {runs[1]}")
-    for name, trained in ((a, first), (b, second)):
-        if not saved_this_run(trained):
+    for name in names:
+        if not saved_this_run(training[name]):
             broken.append(
                 f"same training run: {name}'s last run saved no model, so its model on "
                 "disk comes from an earlier run (scored, but it cannot win)"
@@ -220,28 +294,28 @@ def fairness(training: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return broken
 
 
-def saved_this_run(trained: Mapping[str, Any]) -> bool:
+def saved_this_run(trained: TrainingMetrics) -> bool:
     """Whether the model on disk is the one a framework's metrics describe.
 
     A trainer whose best model misses its quality gate saves nothing (TFX's
-    Pusher, the PyTorch stage's threshold), leaving the earlier model in place.
+    Pusher, the in-process driver's threshold), leaving the earlier model in place.
     """
-    return trained.get("pushed", True) is not False
+    return trained.pushed
 
 
 def side_by_side(windows: Mapping[str, tuple[int, int] | None]) -> list[str]:
-    """A broken-rule line when the two training runs did not overlap in time.
+    """A broken-rule line when the training runs did not all overlap in time.
 
-    ``windows`` holds each framework's training run start and end (ms since
-    the epoch, as MLflow records them). Trained at different times, the two
-    shared the machine differently, so their wall times and examples/s do not
-    compare (DESIGN.md: the same budget and devices).
+    ``windows`` holds each framework's training start and end (ms since the
+    epoch, from its metrics file). Trained at different times, they shared the
+    machine differently, so their wall times and examples/s do not compare
+    (DESIGN.md: the same budget and devices).
     """
-    known = {name: window for name, window in windows.items() if window}
-    if len(known) != 2:
+    known = {name: window for name, window in sorted(windows.items()) if window}
+    if len(known) < 2:
         return []
-    (a, (a_start, a_end)), (b, (b_start, b_end)) = sorted(known.items())
-    if max(a_start, b_start) < min(a_end, b_end):
+    # Intervals on a line overlap all together when the latest start precedes the earliest end.
+    if max(start for start, _ in known.values()) < min(end for _, end in known.values()):
         return []
 
     def when(milliseconds: int) -> str:
@@ -249,8 +323,12 @@ def side_by_side(windows: Mapping[str, tuple[int, int] | None]) -> list[str]:
             "%Y-%m-%d %H:%M UTC"
         )
 
+    (first, (start, _)), *rest = known.items()
+    starts = [f"{first} trained at {when(start)}"]
+    starts += [f"{name} at {when(begun)}" for name, (begun, _) in rest]
+    listed = ", ".join(starts[:-1]) + " and " + starts[-1]
+    stages = " ".join(f"train@{name}" for name in known)
     return [
-        f"same conditions: {a} trained at {when(a_start)} and {b} at {when(b_start)}, not side "
-        "by side, so their training wall times and examples/s are not comparable (retrain both "
-        "with `bakeoff run --force train@tensorflow train@pytorch`)"
+        f"same conditions: {listed}, not side by side, so their training wall times and examples/s are not comparable (retrain them "
+        f"together with `bakeoff run --force {stages}`)"
     ]

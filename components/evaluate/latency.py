@@ -50,16 +50,3 @@ def profile(call: Predict, rows: np.ndarray, *, repeats: int = 200, warmup: int 
             "repeats": batch_repeats,
         },
     }
-
-
-def limit_threads(threads: int, *, tensorflow: bool = True, torch: bool = True) -> None:
-    """Give each framework ``threads`` threads, before it runs anything, so timings compare."""
-    if torch:
-        import torch as torch_module
-
-        torch_module.set_num_threads(threads)
-    if tensorflow:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -1,39 +1,101 @@
-"""The two trained models, each in its own framework, behind one call.
+"""The trained frameworks as the later stages find them: any ``models/<name>/`` with a card.
 
-Each takes the serving matrix (``components.training.features.raw_matrix``)
-and returns class probabilities (rows, classes) or values (rows,). TensorFlow's
-is the SavedModel TFX pushed, called through its ``serving_raw`` signature, so
-the TF Transform graph does its preprocessing; PyTorch's is the
-``torch.export`` program the stage saved, preprocessing inside.
+Each framework's folder holds a ``model.json`` (:class:`components.contracts.ModelCard`)
+beside its native artifact, and its training stage wrote ``metrics/<name>.json``.
+The card names the backend that loads the artifact; nothing here knows a
+framework by name, so a new framework needs no edit of evaluate, export or register.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from components import backends
+from components.backends.base import Backend
+from components.contracts import (
+    MODEL_CARD,
+    ModelCard,
+    TrainingMetrics,
+    load_model_card,
+    load_training_metrics,
+)
 from components.errors import BakeoffError
 
 CHUNK = 1024
-PYTORCH_FILE = "model.pt2"
 
 
 @dataclass(frozen=True)
-class Native:
-    """A trained model in its framework: where it is, its size, and how to call it."""
+class Competitor:
+    """One framework's training outputs: its model folder, card and metrics, and its backend."""
 
-    framework: str
-    path: Path
-    size_bytes: int
-    call: Callable[[np.ndarray], np.ndarray]  # one batch of the serving matrix
+    name: str  # the folder's name: how the comparison, exports and registry call it
+    folder: Path
+    card: ModelCard
+    metrics: TrainingMetrics
+    backend: Backend
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
-        """Outputs for every row, computed in chunks."""
-        return batched(self.call, matrix)
+
+def add_trained_inputs(parser: argparse.ArgumentParser) -> None:
+    """The options of the stages that read every trained model (evaluate, export, register)."""
+    parser.add_argument("--data-dir", required=True, help="folder of the clean splits")
+    parser.add_argument("--preprocessing", required=True, help="the shared constants (JSON)")
+    parser.add_argument(
+        "--models",
+        required=True,
+        help="folder of the trained models: every <framework>/ in it with a model.json",
+    )
+    parser.add_argument(
+        "--metrics", required=True, help="folder of the training metrics, <framework>.json each"
+    )
+
+
+def framework_names(models: Path) -> list[str]:
+    """The sub-folders of ``models`` that hold a model card, in name order."""
+    return sorted(card.parent.name for card in models.glob(f"*/{MODEL_CARD}"))
+
+
+def competitor(name: str, models: Path, metrics: Path) -> Competitor:
+    """Framework ``name``'s model folder and training metrics, checked, and its backend."""
+    folder = models / name
+    card = load_model_card(folder)
+    return Competitor(
+        name,
+        folder,
+        card,
+        load_training_metrics(metrics / f"{name}.json"),
+        backends.get(card.framework),
+    )
+
+
+def competitors(models: Path, metrics: Path) -> dict[str, Competitor]:
+    """Every framework with a model folder under ``models``, by name."""
+    names = framework_names(models)
+    if not names:
+        raise BakeoffError(
+            f"{models}: no <framework>/{MODEL_CARD} in it; run the train stages first"
+        )
+    return {name: competitor(name, models, metrics) for name in names}
+
+
+def without_model(models: Path, metrics: Path) -> list[str]:
+    """Frameworks whose training metrics exist but whose training never saved a model."""
+    found = set(framework_names(models))
+    return sorted(path.stem for path in metrics.glob("*.json") if path.stem not in found)
+
+
+def limit_threads(frameworks: dict[str, Competitor], threads: int) -> None:
+    """Give each backend ``threads`` inference threads, once, before any model runs."""
+    limited: set[str] = set()
+    for one in frameworks.values():
+        if one.backend.name not in limited:
+            one.backend.limit_threads(threads)
+            limited.add(one.backend.name)
 
 
 def batched(call: Callable[[np.ndarray], Any], matrix: np.ndarray) -> np.ndarray:
@@ -42,79 +104,3 @@ def batched(call: Callable[[np.ndarray], Any], matrix: np.ndarray) -> np.ndarray
         np.asarray(call(matrix[start : start + CHUNK])) for start in range(0, len(matrix), CHUNK)
     ]
     return np.concatenate(parts) if parts else np.zeros((0,))
-
-
-def size_on_disk(path: Path) -> int:
-    """Bytes of a file, or of every file under a folder."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
-
-
-def latest_version(model_dir: Path) -> Path:
-    """The newest ``<version>/`` folder of a TF Serving layout."""
-    versions = (
-        [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-        if model_dir.is_dir()
-        else []
-    )
-    if not versions:
-        raise BakeoffError(f"{model_dir}: no SavedModel version folder; run train@tensorflow first")
-    return max(versions, key=lambda p: int(p.name))
-
-
-def load(framework: str, model_dir: Path, constants: Mapping[str, Any]) -> Native:
-    """The trained model of ``framework`` from its stage's model folder."""
-    if framework == "tensorflow":
-        return _tensorflow(latest_version(model_dir), constants)
-    if framework == "pytorch":
-        return _pytorch(model_dir / PYTORCH_FILE)
-    raise BakeoffError(f"unknown framework {framework!r}: expected tensorflow or pytorch")
-
-
-def _tensorflow(version: Path, constants: Mapping[str, Any]) -> Native:
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(version)).signatures["serving_raw"]
-    specs = signature.structured_input_signature[1]
-    numeric = list(constants["numeric"])
-    categorical = list(constants["categorical"])
-    output = "probabilities" if constants["task"] == "classification" else "value"
-
-    def call(matrix: np.ndarray) -> np.ndarray:
-        features = {}
-        for column, name in enumerate(numeric):
-            features[name] = tf.constant(matrix[:, column], dtype=specs[name].dtype)
-        for column, name in enumerate(categorical, start=len(numeric)):
-            features[name] = tf.constant(_category_names(matrix[:, column], name, constants))
-        values = signature(**features)[output].numpy()
-        return values if output == "probabilities" else values.reshape(-1)
-
-    return Native("tensorflow", version, size_on_disk(version), call)
-
-
-def _category_names(positions: np.ndarray, name: str, constants: Mapping[str, Any]) -> np.ndarray:
-    """Vocabulary positions back to the raw strings the Transform graph looks up."""
-    vocabulary = list(constants["vocabularies"][name])
-    known = ~np.isnan(positions) & (positions >= 0) & (positions < len(vocabulary))
-    known &= np.floor(np.nan_to_num(positions)) == np.nan_to_num(positions)
-    names = np.full(len(positions), "\0unknown", dtype=object)
-    names[np.isnan(positions)] = str(constants["impute"][name])
-    names[known] = [vocabulary[int(p)] for p in positions[known]]
-    return names.astype(str).astype(object)
-
-
-def _pytorch(path: Path) -> Native:
-    import torch
-
-    if not path.is_file():
-        raise BakeoffError(f"{path}: no exported PyTorch model; run train@pytorch first")
-    module = torch.export.load(str(path)).module()
-
-    def call(matrix: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            values = module(torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)))
-        values = values.numpy()
-        return values if values.ndim == 2 and values.shape[1] > 1 else values.reshape(-1)
-
-    return Native("pytorch", path, size_on_disk(path), call)

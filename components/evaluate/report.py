@@ -55,13 +55,13 @@ def plot(
         figure.savefig(folder / CONFUSION, dpi=100)
         plt.close(figure)
         drawn.append(CONFUSION)
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    figure, axes = plt.subplots(1, 2, figsize=(max(9, 1.5 * len(names) * 2), 3.5))
     for axis, key, field, title in (
         (axes[0], "batch_1", "p50_ms", "batch-1 p50 latency (ms)"),
         (axes[1], "batch_256", "p50_ms", "batch-256 p50 latency (ms)"),
     ):
         values = [comparison["frameworks"][name]["latency"][key][field] for name in names]
-        axis.bar(names, values, color=["tab:orange", "tab:blue"][: len(names)])
+        axis.bar(names, values, color=[f"C{index}" for index in range(len(names))])
         axis.set_title(title)
     figure.tight_layout()
     figure.savefig(folder / LATENCY, dpi=100)
@@ -127,7 +127,9 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         "",
         "## Is the difference real?",
         "",
-        f"{metric}, {difference['a']} minus {difference['b']}: {difference['value']:+.4f}, "
+        f"{metric}, {difference['a']} minus {difference['b']}"
+        + (" (the winner and the runner-up)" if len(names) > 2 else "")
+        + f": {difference['value']:+.4f}, "
         f"{difference['level']:.0%} paired bootstrap interval [{lo:+.4f}, {hi:+.4f}] "
         f"over {difference['resamples']} resamples: "
         + (
@@ -144,6 +146,8 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
             f"{test['only_a_right']} rows only {difference['a']} got right, "
             f"{test['only_b_right']} only {difference['b']}; p = {test['p_value']:.4g}.",
         ]
+    if len(names) > 2:
+        lines += _against_leader(comparison)
     lines += ["", "## Fairness", ""]
     if comparison["fairness"]:
         lines += [f"- Broken: {line}" for line in comparison["fairness"]]
@@ -153,6 +157,26 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         lines += ["", "## Figures", ""]
         lines += [f"![{name}]({figure_dir}/{name})" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+def _against_leader(comparison: Mapping[str, Any]) -> list[str]:
+    """Each framework against the leader: the same interval and test, and whether it ties."""
+    leader = comparison["leader"]
+    lines = [
+        "",
+        f"### Each framework against the leader ({leader})",
+        "",
+        f"| framework | {comparison['metric']} minus {leader} | interval | McNemar p | tied |",
+        "|---|---|---|---|---|",
+    ]
+    for name, difference in sorted(comparison["differences"].items()):
+        lo, hi = difference["interval"]
+        p_value = difference["mcnemar"]["p_value"] if "mcnemar" in difference else None
+        lines.append(
+            f"| {name} | {difference['value']:+.4f} | [{lo:+.4f}, {hi:+.4f}] | "
+            f"{_cell(p_value)} | {'yes' if name in comparison['tied_with_leader'] else 'no'} |"
+        )
+    return lines
 
 
 def _cell(value: Any) -> str:

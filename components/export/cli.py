@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from components.evaluate.cli import FRAMEWORKS, add_trained_inputs
+from components.contracts import (
+    ParityReport,
+    load_comparison,
+    load_constants,
+    write_json,
+)
+from components.errors import BakeoffError
+from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
 from components.params import load_params, number, whole
 
 STAGE = "export"
+WINNER = "winner"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The stage's options; the paths match dvc.yaml."""
+    parser.add_argument("--params", default="params.yaml", help="the params file")
     add_trained_inputs(parser)
     parser.add_argument(
         "--comparison", required=True, help="the evaluate stage's comparison (JSON)"
     )
     parser.add_argument(
         "--framework",
-        choices=("winner", *FRAMEWORKS),
-        default="winner",
-        help="what to export: the comparison's winner (default) or a named framework",
+        default=WINNER,
+        help="what to export: the comparison's winner (default) or a framework it compared",
     )
     parser.add_argument("--out", required=True, help="folder the exports are written to")
     parser.add_argument("--parity", required=True, help="parity table to write (JSON)")
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
     """Export, check parity, time every format, then replace the exports and reports."""
     import pandas as pd
 
-    from components.evaluate.latency import limit_threads
+    from components.evaluate.models import competitor
     from components.export import core
     from components.training.features import raw_matrix, targets
 
@@ -54,55 +60,55 @@ def run(args: argparse.Namespace) -> None:
     limits = limits_from(raw)
     threads = whole(raw.get("threads", 1), "export.threads", 1)
     repeats = whole(raw.get("latency_repeats", 200), "export.latency_repeats", 10)
-    comparison = json.loads(Path(args.comparison).read_text(encoding="utf-8"))
-    framework = comparison["winner"] if args.framework == "winner" else args.framework
-    constants = json.loads(Path(args.preprocessing).read_text(encoding="utf-8"))
-    task = constants["task"]
-    metric = comparison["metric"].split("/", 1)[1]
-    limit_threads(threads, tensorflow=framework == "tensorflow")
+    comparison = load_comparison(args.comparison)
+    name = comparison.winner if args.framework == WINNER else args.framework
+    if name not in comparison.scores:
+        raise BakeoffError(
+            f"{args.comparison}: framework {name!r} was not compared; expected one of "
+            f"{', '.join(sorted(comparison.scores))}"
+        )
+    constants = load_constants(args.preprocessing)
+    chosen = competitor(name, Path(args.models), Path(args.metrics))
+    chosen.backend.limit_threads(threads)
     test = pd.read_parquet(Path(args.data_dir) / "test.parquet")
     matrix, truth = raw_matrix(test, constants), targets(test, constants)
-    model_dir = Path(getattr(args, f"{framework}_model"))
-    trained = json.loads(Path(getattr(args, f"{framework}_metrics")).read_text(encoding="utf-8"))
     source = {
-        "framework": framework,
-        "mlflow_run_id": trained.get("mlflow_run_id"),
-        "best_trial": trained.get("best_trial"),
-        "comparison_run_id": comparison.get("mlflow_run_id"),
-        "metric": comparison["metric"],
-        "test_score": comparison["frameworks"][framework]["test"][metric],
+        "framework": name,
+        "backend": chosen.card.framework,
+        "model": str(chosen.folder / chosen.card.artifact),
+        "mlflow_run_id": chosen.metrics.mlflow_run_id,
+        "best_trial": chosen.metrics.best_trial,
+        "comparison_run_id": comparison.mlflow_run_id,
+        "metric": comparison.metric,
+        "test_score": comparison.scores[name],
     }
     # The exports and both reports are replaced together, or not at all.
     with staged_outputs() as staged, staged_directory(args.out) as folder:
-        bundle, trained_model = core.export_trained(
-            framework, model_dir, constants, folder, matrix[:2], threads
+        bundle = chosen.backend.export(
+            chosen.card, chosen.folder, constants, folder, matrix[:2], threads
         )
-        source["model"] = str(trained_model)
+        core.check_bundle(name, bundle, folder)
         table = core.parity_table(
             bundle,
             matrix,
             truth,
-            task=task,
-            metric=metric,
+            task=constants.task,
+            metric=comparison.metric_name,
             limits=limits,
             scale=core.output_scale(constants),
         )
         failed = core.failures(table)
         if failed:
-            raise core.ParityError(core.describe_failure(framework, failed))
+            raise core.ParityError(core.describe_failure(name, failed))
         bench = core.serving_bench(bundle, matrix, threads, repeats)
-        description = core.manifest(bundle, constants, folder, table, source)
-        (folder / "manifest.json").write_text(json.dumps(description, indent=2) + "\n")
-        staged.write_json(
-            args.parity,
-            {
-                "framework": framework,
-                "limits": asdict(limits),
-                "rows": [asdict(r) for r in table],
-            },
+        write_json(
+            folder / "manifest.json",
+            core.manifest(name, bundle, chosen.card, folder, table, source),
         )
+        report = ParityReport(name, limits.float_tolerance, limits.max_metric_drop, tuple(table))
+        staged.write_json(args.parity, report.to_dict())
         staged.write_json(args.serving_bench, bench)
-    _print(framework, table, bench)
+    _print(name, table, bench)
 
 
 def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
@@ -117,6 +123,6 @@ def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
             f"p99 {values['batch_1']['p99_ms']:.3f} ms; batch-256 "
             f"{values['batch_256']['examples_per_s']:,.0f} examples/s"
         )
-    print(
-        f"export: ONNX Runtime / native eager, batch-1 p50: {bench['onnx_over_eager_batch_1_p50']:.3f}"
-    )
+    ratio = bench["onnx_over_eager_batch_1_p50"]
+    if ratio is not None:
+        print(f"export: ONNX Runtime / native eager, batch-1 p50: {ratio:.3f}")

@@ -13,30 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from components.contracts import ParityRow as Parity
 from components.evaluate import metrics as scoring
 
 
 @dataclass(frozen=True)
 class Limits:
+    """The ``export`` section's parity limits."""
+
     float_tolerance: float = 1e-4
     max_metric_drop: float = 0.01
-
-
-@dataclass(frozen=True)
-class Parity:
-    """One row of the parity table."""
-
-    format: str
-    quantised: bool
-    rows: int
-    max_abs_diff: float
-    argmax_agreement: float | None  # classification only
-    metric: str
-    native: float
-    exported: float
-    metric_delta: float  # exported - native
-    passed: bool
-    limit: str
 
 
 def metric_of(task: str, metric: str, output: np.ndarray, truth: np.ndarray) -> float:

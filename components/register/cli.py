@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from components.errors import ParamsError
+from components.contracts import (
+    RegistryRecord,
+    load_comparison,
+    load_constants,
+    load_export_manifest,
+)
+from components.errors import BakeoffError
+from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_outputs
-from components.params import load_params, number, section
+from components.params import load_params, section
 from components.training import tracking
 from components.training.search import TuningParams
 
 STAGE = "register"
+ONNX = "onnx"  # the format the gate scores, every version's alike
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,10 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parity", required=True, help="the export stage's parity table, logged with the model"
     )
-    parser.add_argument("--data-dir", required=True, help="folder of the clean splits")
-    parser.add_argument("--preprocessing", required=True, help="the shared constants (JSON)")
-    parser.add_argument("--tensorflow-model", required=True, help="TensorFlow's model folder")
-    parser.add_argument("--pytorch-model", required=True, help="PyTorch's model folder")
+    add_trained_inputs(parser)
     parser.add_argument(
         "--serving-dir",
         required=True,
@@ -50,13 +51,7 @@ def params_from(raw: dict[str, Any], dataset: str) -> Any:
     """The ``register`` section, checked and unpacked."""
     from components.register.core import RegisterParams
 
-    name = raw.get("model_name", "auto")
-    if not isinstance(name, str) or not name.strip():
-        raise ParamsError("register.model_name", f"expected a name or auto; found {name!r}")
-    return RegisterParams(
-        model_name=f"bakeoff-{dataset}" if name == "auto" else name,
-        tolerance=number(raw.get("tolerance", 0.005), "register.tolerance", 0.0),
-    )
+    return RegisterParams.from_section(raw, dataset)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -64,6 +59,8 @@ def run(args: argparse.Namespace) -> None:
     import mlflow
     import pandas as pd
 
+    from components.contracts import load_parity
+    from components.evaluate.models import competitor
     from components.register import core
     from components.training.features import raw_matrix
 
@@ -71,27 +68,30 @@ def run(args: argparse.Namespace) -> None:
     root = Path.cwd()
     params = load_params(args.params)
     tuning = TuningParams.from_section(section(params, "train"))
-    constants = json.loads(Path(args.preprocessing).read_text(encoding="utf-8"))
-    dataset = constants.get("dataset") or "bakeoff"
-    own = params_from(params.get(STAGE) or {}, dataset)
+    constants = load_constants(args.preprocessing)
+    own = params_from(params.get(STAGE) or {}, constants.dataset)
     exports = Path(args.exports)
-    manifest = json.loads((exports / "manifest.json").read_text(encoding="utf-8"))
-    comparison = json.loads(Path(args.comparison).read_text(encoding="utf-8"))
-    framework = manifest["framework"]
-    metric = comparison["metric"].split("/", 1)[1]
+    manifest = load_export_manifest(exports)
+    comparison = load_comparison(args.comparison)
+    load_parity(args.parity)  # logged with the model: checked before anything is registered
+    framework = manifest.framework
+    chosen = competitor(framework, Path(args.models), Path(args.metrics))
+    metric = comparison.metric_name
     test = pd.read_parquet(Path(args.data_dir) / "test.parquet")
+    if ONNX not in manifest.formats:
+        raise BakeoffError(f"{exports / 'manifest.json'}: formats.{ONNX}: missing; rerun export")
+    onnx_file = exports / manifest.formats[ONNX]
 
-    def score(onnx_file: Path, described: Mapping[str, Any]) -> float:
-        return core.score_export(onnx_file, described, test, constants, metric)
+    def score(onnx: Path, described: Any) -> float:
+        return core.score_export(onnx, described, test, constants, metric)
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    experiment = tracking.use_experiment(uri, dataset, root / "mlflow" / "artifacts")
+    experiment = tracking.use_experiment(uri, constants.dataset, root / "mlflow" / "artifacts")
     client = mlflow.MlflowClient(uri)
-    new = score(exports / manifest["formats"]["onnx"]["path"], manifest)
+    new = score(onnx_file, manifest.raw)
     champion = core.champion_score(client, own.model_name, score)
     decision = core.gate(new, champion, metric=metric, tolerance=own.tolerance)
-    training_run = client.get_run(manifest["source"]["mlflow_run_id"])
-    tags = core.version_tags(training_run, comparison, framework, root)
+    tags = core.version_tags(chosen.metrics, chosen.card, comparison, framework, root)
     run_id = client.create_run(
         experiment,
         run_name=f"register: {framework} as {decision.alias}",
@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> None:
     ).info.run_id
     try:
         with mlflow.start_run(run_id=run_id):
-            model_dir = Path(getattr(args, f"{framework}_model"))
             example = raw_matrix(test.head(5), constants)
-            logged = _log_native(framework, model_dir, constants, example)
-            mlflow.log_artifact(str(exports / manifest["formats"]["onnx"]["path"]), core.ONNX_PATH)
+            model = chosen.backend.loggable(chosen.card, chosen.folder, constants)
+            logged = tracking.log_model(chosen.backend, model, example)
+            mlflow.log_artifact(str(onnx_file), core.ONNX_PATH)
             mlflow.log_artifact(str(exports / "manifest.json"), core.ONNX_PATH)
             for report in (args.comparison, args.report, args.parity):
                 mlflow.log_artifact(report, "reports")
@@ -128,51 +128,24 @@ def run(args: argparse.Namespace) -> None:
         client.delete_model_version(own.model_name, version)
         client.set_terminated(run_id, status="FAILED")
         raise
-    record = {
-        "model_name": own.model_name,
-        "version": version,
-        "framework": framework,
-        "alias": decision.alias,
-        "promoted": decision.promote,
-        "reason": decision.reason,
-        "metric": f"test/{metric}",
-        "score": new,
-        "champion_before": asdict(champion),
-        "pushed_to": str(pushed) if pushed else None,
-        "mlflow_run_id": run_id,
-        "tags": tags,
-    }
+    record = RegistryRecord(
+        model_name=own.model_name,
+        version=version,
+        framework=framework,
+        alias=decision.alias,
+        promoted=decision.promote,
+        reason=decision.reason,
+        metric=f"test/{metric}",
+        score=new,
+        champion_before=asdict(champion),
+        pushed_to=str(pushed) if pushed else None,
+        mlflow_run_id=run_id,
+        tags=tags,
+    )
     with staged_outputs() as staged:
-        staged.write_json(args.out, record)
+        staged.write_json(args.out, record.to_dict())
     print(
         f"register: {own.model_name} version {version} ({framework}) is {decision.alias}: {decision.reason}"
     )
     if pushed:
         print(f"register: pushed to {pushed}")
-
-
-def _log_native(
-    framework: str, model_dir: Path, constants: dict[str, Any], example: np.ndarray
-) -> Any:
-    """Log the winner in its own MLflow flavour, serving matrix in, as the active run's ``model``."""
-    if framework == "pytorch":
-        from components.export.pytorch import load_native
-        from components.train_pytorch.core import log_model
-
-        return log_model(load_native(model_dir, constants), example)
-    import mlflow.tensorflow
-    import tensorflow as tf
-    from mlflow.models import infer_signature
-
-    from components.evaluate.models import latest_version
-    from components.export.tensorflow import load_keras, raw_module
-
-    module = raw_module(load_keras(latest_version(model_dir)), constants)
-    output = module(tf.constant(example)).numpy()
-    return mlflow.tensorflow.log_model(
-        module,
-        name="model",
-        signature=infer_signature(example, output),
-        input_example=example,
-        pip_requirements=[f"tensorflow=={tf.__version__}"],
-    )

@@ -2,29 +2,40 @@
 
 The gate scores the champion and the new model with the same runtime (ONNX
 Runtime, on each version's ONNX artifact) on the current test split, so a
-champion of either framework can be compared with a winner of either.
+champion of any framework can be compared with a winner of any.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from components.errors import BakeoffError
+from components import params
+from components.backends.base import onnx_runtime
+from components.contracts import (
+    Comparison,
+    Constants,
+    ContractError,
+    ExportManifest,
+    ModelCard,
+    ServingLayout,
+    TrainingMetrics,
+    read_json,
+    write_json,
+)
+from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
 from components.evaluate.models import batched
 from components.export.parity import metric_of
-from components.export.runtimes import onnx_runtime
 from components.register.gate import CHAMPION, Decision, decide
 from components.training import tracking
-from components.training.features import feature_order, raw_matrix, targets
+from components.training.features import raw_matrix, targets
 
 ONNX_PATH = "onnx"  # artifact folder of each registered version's run
 TAG_TRAINING_RUN = "bakeoff.training_run"
@@ -38,6 +49,17 @@ class RegisterParams:
 
     model_name: str
     tolerance: float
+
+    @classmethod
+    def from_section(cls, raw: Mapping[str, Any], dataset: str) -> RegisterParams:
+        """The section, checked; ``model_name: auto`` is ``bakeoff-<dataset>``."""
+        name = raw.get("model_name", "auto")
+        if not isinstance(name, str) or not name.strip():
+            raise ParamsError("register.model_name", f"expected a name or auto; found {name!r}")
+        return cls(
+            model_name=f"bakeoff-{dataset}" if name == "auto" else name,
+            tolerance=params.number(raw.get("tolerance", 0.005), "register.tolerance", 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -53,41 +75,36 @@ class Unscorable(BakeoffError):
     """A registered model that cannot be scored on today's data, and why."""
 
 
-def serving_inputs(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The input description of an export's manifest, in the shape ``raw_matrix`` reads.
-
-    Each version is scored with its own vocabularies: a retrain on new data
-    may order a categorical feature's values differently.
-    """
-    columns = list(manifest["input"]["columns"])
-    categorical = dict(manifest["input"].get("categorical") or {})
-    return {
-        "numeric": [c for c in columns if c not in categorical],
-        "categorical": [c for c in columns if c in categorical],
-        "vocabularies": categorical,
-    }
-
-
 def score_export(
     onnx_file: Path,
     manifest: Mapping[str, Any],
     frame: pd.DataFrame,
-    constants: Mapping[str, Any],
+    constants: Constants,
     metric: str,
 ) -> float:
     """``metric`` of an export (its ONNX file, through ONNX Runtime) on the raw rows of ``frame``."""
-    if sorted(manifest["input"]["columns"]) != sorted(feature_order(constants)):
+    try:
+        layout = ServingLayout.from_manifest(manifest, onnx_file.parent / "manifest.json")
+    except ContractError as error:
+        raise Unscorable(f"has a manifest this version cannot read ({error})") from None
+    if sorted(layout.columns) != sorted(constants.feature_order):
         raise Unscorable("takes other input columns than today's data")
-    task = constants["task"]
-    if task == "classification":
-        classes = [str(c) for c in constants["label"]["classes"]]
-        if manifest["output"].get("probabilities") != classes:
+    if constants.classification:
+        if layout.classes != tuple(str(c) for c in constants.label.classes):
             raise Unscorable("predicts other classes than today's data has")
-    elif "value" not in manifest["output"]:
+    elif layout.classification:
         raise Unscorable("is not a regression model")
-    matrix = raw_matrix(frame, serving_inputs(manifest))
+    # Today's rows, laid out with the version's own columns and vocabularies.
+    own = replace(
+        constants,
+        numeric=layout.numeric,
+        categorical=layout.categorical,
+        vocabularies=layout.vocabularies,
+    )
     call = onnx_runtime(onnx_file, threads=1)
-    return metric_of(task, metric, batched(call, matrix), targets(frame, constants))
+    return metric_of(
+        constants.task, metric, batched(call, raw_matrix(frame, own)), targets(frame, constants)
+    )
 
 
 def champion_score(
@@ -95,7 +112,7 @@ def champion_score(
 ) -> Scored:
     """The current champion's score on today's test split; none when there is no champion.
 
-    ``score`` takes the champion's ONNX file and its manifest.
+    ``score`` takes the champion's ONNX file and its parsed manifest.
     """
     from mlflow.exceptions import MlflowException
 
@@ -107,8 +124,8 @@ def champion_score(
     with tempfile.TemporaryDirectory() as scratch:
         try:
             folder = Path(client.download_artifacts(version.run_id, ONNX_PATH, scratch))
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        except (MlflowException, OSError, ValueError) as error:
+            manifest = read_json(folder / "manifest.json", f"the register stage (version {number})")
+        except (MlflowException, OSError, BakeoffError) as error:
             return Scored(
                 None, number, f"(version {number}) has no readable ONNX artifact: {error}"
             )
@@ -132,42 +149,37 @@ def gate(new: float, champion: Scored, *, metric: str, tolerance: float) -> Deci
     )
 
 
-def description(comparison: Mapping[str, Any], decision: Decision) -> str:
+def description(comparison: Comparison, decision: Decision) -> str:
     """The registered version's description: the comparison summary and the gate's reason."""
     lines = [
-        f"Winner of the {comparison['dataset']} bake-off: {comparison['winner']}. {comparison['reason']}."
+        f"Winner of the {comparison.dataset} bake-off: {comparison.winner}. {comparison.reason}."
     ]
-    metric = comparison["metric"].split("/", 1)[1]
-    for name, values in sorted(comparison["frameworks"].items()):
-        latency = values["latency"]["batch_1"]["p50_ms"]
+    for name, values in sorted(comparison.frameworks.items()):
         lines.append(
-            f"{name}: {comparison['metric']} {values['test'][metric]:.4f}, batch-1 p50 {latency:.3f} ms, {values['size_bytes']:,} bytes."
+            f"{name}: {comparison.metric} {values.score:.4f}, batch-1 p50 "
+            f"{values.latency_ms:.3f} ms, {values.size_bytes:,} bytes."
         )
-    difference = comparison["difference"]
-    low, high = difference["interval"]
-    lines.append(
-        f"{difference['a']} - {difference['b']}: {difference['value']:+.4f}, "
-        f"{difference['level']:.0%} CI [{low:+.4f}, {high:+.4f}]"
-        + (
-            f"; McNemar p = {difference['mcnemar']['p_value']:.3g}"
-            if "mcnemar" in difference
-            else ""
+    difference = comparison.difference
+    if difference is not None:
+        lines.append(
+            f"{difference.a} - {difference.b}: {difference.value:+.4f}, "
+            f"{difference.level:.0%} CI [{difference.low:+.4f}, {difference.high:+.4f}]"
+            + (f"; McNemar p = {difference.p_value:.3g}" if difference.p_value is not None else "")
+            + "."
         )
-        + "."
-    )
-    if comparison.get("fairness"):
-        lines.append("Fairness rules broken: " + "; ".join(comparison["fairness"]) + ".")
+    if comparison.fairness:
+        lines.append("Fairness rules broken: " + "; ".join(comparison.fairness) + ".")
     lines.append(f"Gate: {decision.reason}.")
     return "\n".join(lines)
 
 
 def push(
-    exports: Path, manifest: Mapping[str, Any], serving_dir: Path, name: str, version: str
+    exports: Path, manifest: ExportManifest, serving_dir: Path, name: str, version: str
 ) -> Path:
     """Copy the exports to ``<serving_dir>/<name>/<version>/``; an existing version is never replaced.
 
-    A TensorFlow SavedModel goes at the top of the version folder, where
-    TF Serving looks; every other format and the manifest lie beside it.
+    A folder format (a SavedModel, say) goes at the top of the version folder,
+    where model servers look for it; every other format and the manifest lie beside it.
     """
     target = serving_dir / name / version
     if target.exists():
@@ -178,17 +190,16 @@ def push(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
     try:
-        for entry in manifest["formats"].values():
-            source = exports / entry["path"]
+        pushed = {}
+        for format_name, relative in manifest.formats.items():
+            source = exports / relative
             if source.is_dir():
                 shutil.copytree(source, staging, dirs_exist_ok=True)
+                pushed[format_name] = "."
             else:
                 shutil.copy2(source, staging / source.name)
-        pushed = json.loads(json.dumps(manifest))
-        for entry in pushed["formats"].values():
-            source = exports / entry["path"]
-            entry["path"] = "." if source.is_dir() else source.name
-        (staging / "manifest.json").write_text(json.dumps(pushed, indent=2) + "\n")
+                pushed[format_name] = source.name
+        write_json(staging / "manifest.json", replace(manifest, formats=pushed))
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -197,16 +208,18 @@ def push(
 
 
 def version_tags(
-    training_run: Any, comparison: Mapping[str, Any], framework: str, root: Path
+    trained: TrainingMetrics, card: ModelCard, comparison: Comparison, framework: str, root: Path
 ) -> dict[str, str]:
-    """Tags linking a registered version to its code, data, runs, study and trial."""
-    tags = training_run.data.tags
+    """Tags linking a registered version to its code, data, runs, study and trial.
+
+    All from files: the framework's training metrics and model card, and the comparison.
+    """
     return {
         tracking.TAG_COMMIT: tracking.git_commit(root),
-        tracking.TAG_DATA_HASH: tags.get(tracking.TAG_DATA_HASH, ""),
+        tracking.TAG_DATA_HASH: trained.data_hash,
         tracking.TAG_FRAMEWORK: framework,
-        tracking.TAG_STUDY: tags.get(tracking.TAG_STUDY, ""),
-        tracking.TAG_TRIAL: str(comparison["frameworks"][framework]["best_trial"]),
-        TAG_TRAINING_RUN: training_run.info.run_id,
-        TAG_COMPARISON_RUN: comparison.get("mlflow_run_id") or "",
+        tracking.TAG_STUDY: trained.study or card.study,
+        tracking.TAG_TRIAL: str(trained.best_trial),
+        TAG_TRAINING_RUN: trained.mlflow_run_id,
+        TAG_COMPARISON_RUN: comparison.mlflow_run_id,
     }

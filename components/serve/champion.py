@@ -1,7 +1,7 @@
 """The champion being served: loaded from the MLflow registry, swapped when the alias moves.
 
-A :class:`ServedModel` is immutable: its ONNX Runtime session, manifest and
-registry metadata together. :class:`Champion` holds the current one. A request
+A :class:`ServedModel` is immutable: its ONNX Runtime session, serving layout
+(from its manifest) and registry metadata together. :class:`Champion` holds the current one. A request
 reads ``Champion.model`` once and uses that object to the end, so a swap in
 the middle of a request never mixes two versions; the poller loads the new
 version completely (download, session, a warm-up call) before it replaces the
@@ -10,7 +10,6 @@ reference, so no request waits for a load or is dropped by one.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import threading
@@ -23,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from components.backends.base import onnx_runtime
+from components.contracts import ServingLayout, manifest_framework, read_json
 from components.errors import BakeoffError
-from components.export.runtimes import onnx_runtime
 from components.register.core import ONNX_PATH
 from components.register.gate import CHAMPION
 from components.serve.inputs import InputSpec
@@ -51,7 +51,7 @@ class ServedModel:
     spec: InputSpec
     classes: tuple[str, ...] | None  # None: a regression model answering one value per row
     predict: Callable[[np.ndarray], np.ndarray]
-    manifest: Mapping[str, Any]
+    layout: ServingLayout
     metrics: Mapping[str, float]
     aliases: tuple[str, ...]
     tags: Mapping[str, str]
@@ -76,11 +76,9 @@ class ServedModel:
 
     def metadata(self) -> dict[str, Any]:
         """The JSON body of ``GET /metadata``."""
-        inputs = self.manifest["input"]
+        layout = self.layout
         output: dict[str, Any] = (
-            {"classes": list(self.classes)}
-            if self.classes is not None
-            else {"value": self.manifest["output"]["value"]}
+            {"classes": list(self.classes)} if self.classes is not None else {"value": layout.value}
         )
         return {
             "model": self.name,
@@ -93,9 +91,9 @@ class ServedModel:
             "description": self.description,
             "run_id": self.run_id,
             "input": {
-                "columns": list(inputs["columns"]),
-                "categorical": dict(inputs.get("categorical") or {}),
-                "dtype": inputs.get("dtype", "float32"),
+                "columns": list(layout.columns),
+                "categorical": {name: list(v) for name, v in layout.vocabularies.items()},
+                "dtype": layout.dtype,
             },
             "output": output,
             "max_batch": self.spec.max_batch,
@@ -127,7 +125,7 @@ def load_version(
     with tempfile.TemporaryDirectory(prefix="bakeoff-serve-") as scratch:
         try:
             folder = Path(client.download_artifacts(version.run_id, ONNX_PATH, scratch))
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            manifest = read_json(folder / "manifest.json", "the register stage")
         except Exception as error:  # MLflow, an artifact store's client, the disk, JSON
             raise ChampionError(
                 f"{where}: no readable ONNX artifact in run {version.run_id} "
@@ -141,15 +139,12 @@ def load_version(
                 f"{where}: ONNX Runtime cannot load {ONNX_PATH}/model.onnx: {error}"
             ) from None
     try:
-        spec = InputSpec.from_manifest(manifest, max_batch)
-        output = manifest["output"]
-        classes = (
-            tuple(str(c) for c in output["probabilities"]) if "probabilities" in output else None
-        )
-        if classes is None and "value" not in output:
-            raise KeyError("output.probabilities or output.value")
-    except (KeyError, TypeError) as error:
-        raise ChampionError(f"{where}: manifest.json lacks {error}") from None
+        layout = ServingLayout.from_manifest(manifest, f"{ONNX_PATH}/manifest.json")
+        framework = manifest_framework(manifest, f"{ONNX_PATH}/manifest.json")
+    except BakeoffError as error:
+        raise ChampionError(f"{where}: {error}") from None
+    spec = InputSpec.from_layout(layout, max_batch)
+    classes = layout.classes
     _warm_up(where, predict, spec, classes)
     try:
         metrics = dict(client.get_run(version.run_id).data.metrics)
@@ -160,12 +155,12 @@ def load_version(
     return ServedModel(
         name=name,
         version=number,
-        framework=str(manifest.get("framework") or tags.get("bakeoff.framework", "unknown")),
+        framework=framework or tags.get("bakeoff.framework", "unknown"),
         run_id=str(version.run_id),
         spec=spec,
         classes=classes,
         predict=predict,
-        manifest=manifest,
+        layout=layout,
         metrics=metrics,
         aliases=tuple(getattr(version, "aliases", None) or ()),
         tags=tags,

@@ -95,13 +95,13 @@ _DEFAULTS: dict[str, Any] = {
 def registry_of(args: argparse.Namespace, params: dict[str, Any]) -> tuple[str, str]:
     """The tracking URI (a relative SQLite path made absolute) and the model name to serve."""
     from components.ingest.core import IngestParams
-    from components.register.cli import params_from as register_params
+    from components.register.core import RegisterParams
 
     uri = _absolute_sqlite(args.tracking_uri or tracking.configured_uri(params.get("train")))
     if args.model_name:
         return uri, args.model_name
     dataset = IngestParams.from_section(params.get("ingest") or {}).name
-    return uri, register_params(params.get("register") or {}, dataset).model_name
+    return uri, RegisterParams.from_section(params.get("register") or {}, dataset).model_name
 
 
 def _absolute_sqlite(uri: str) -> str:

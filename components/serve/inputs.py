@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from components.register.core import serving_inputs
+from components.contracts import ServingLayout
 
 # The first few problems of a batch are listed; the rest are counted.
 MAX_LISTED = 10
@@ -107,15 +107,17 @@ class InputSpec:
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any], max_batch: int) -> InputSpec:
-        """The inputs of an export's manifest (``input.columns``, ``input.categorical``)."""
-        inputs = serving_inputs(manifest)
+        """The inputs of a parsed export manifest (``input.columns``, ``input.categorical``)."""
+        return cls.from_layout(ServingLayout.from_manifest(manifest), max_batch)
+
+    @classmethod
+    def from_layout(cls, layout: ServingLayout, max_batch: int) -> InputSpec:
+        """The inputs of a version's serving layout, with its own vocabularies."""
         return cls(
-            columns=tuple(manifest["input"]["columns"]),
-            numeric=tuple(inputs["numeric"]),
-            categorical=tuple(inputs["categorical"]),
-            vocabularies={
-                name: tuple(inputs["vocabularies"][name]) for name in inputs["categorical"]
-            },
+            columns=layout.columns,
+            numeric=layout.numeric,
+            categorical=layout.categorical,
+            vocabularies={name: layout.vocabularies[name] for name in layout.categorical},
             max_batch=max_batch,
         )
 

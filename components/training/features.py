@@ -19,47 +19,45 @@ position is out of vocabulary). Formats without strings (ONNX, TFLite,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
+from components.contracts import Constants
 
-def input_dim(constants: Mapping[str, Any]) -> int:
+
+def input_dim(constants: Constants) -> int:
     """Length of the model input vector."""
-    vocabularies = constants["vocabularies"]
-    return len(constants["numeric"]) + sum(
-        len(vocabularies[name]) + 1 for name in constants["categorical"]
+    return len(constants.numeric) + sum(
+        len(constants.vocabularies[name]) + 1 for name in constants.categorical
     )
 
 
-def outputs(constants: Mapping[str, Any]) -> int:
+def outputs(constants: Constants) -> int:
     """Model outputs: the number of classes, or 1 for regression."""
-    return len(constants["label"]["classes"]) if constants["task"] == "classification" else 1
+    return len(constants.label.classes) if constants.classification else 1
 
 
-def target_scale(constants: Mapping[str, Any]) -> tuple[float, float] | None:
+def target_scale(constants: Constants) -> tuple[float, float] | None:
     """The train split's label mean and deviation for a regression head; None for classes."""
-    label = constants["label"]
-    return (label["mean"], label["std"]) if constants["task"] == "regression" else None
+    label = constants.label
+    return None if constants.classification else (label.mean, label.std)
 
 
-def encode(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
+def encode(frame: pd.DataFrame, constants: Constants) -> np.ndarray:
     """The model input for each row of ``frame`` (raw feature columns), as float32."""
-    numeric = constants["numeric"]
-    stats = constants["stats"]
-    impute = constants["impute"]
+    numeric = list(constants.numeric)
+    stats = constants.stats
+    impute = constants.impute
     parts = []
     if numeric:
         values = frame[numeric].to_numpy(dtype=np.float64)
         fill = np.array([impute[name] for name in numeric], dtype=np.float64)
         values = np.where(np.isnan(values), fill, values)
-        mean = np.array([stats[name]["mean"] for name in numeric], dtype=np.float64)
-        scale = np.array([stats[name]["scale"] for name in numeric], dtype=np.float64)
+        mean = np.array([stats[name].mean for name in numeric], dtype=np.float64)
+        scale = np.array([stats[name].scale for name in numeric], dtype=np.float64)
         parts.append(((values - mean) / scale).astype(np.float32))
-    for name in constants["categorical"]:
-        vocabulary = constants["vocabularies"][name]
+    for name in constants.categorical:
+        vocabulary = constants.vocabularies[name]
         index = {value: position for position, value in enumerate(vocabulary)}
         column = frame[name].where(frame[name].notna(), impute[name]).astype(str)
         positions = column.map(index).fillna(len(vocabulary)).to_numpy(dtype=np.int64)
@@ -67,26 +65,26 @@ def encode(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
     return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
 
 
-def targets(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
+def targets(frame: pd.DataFrame, constants: Constants) -> np.ndarray:
     """Class indices (int64) in ``label.classes`` order, or float32 values for regression."""
-    label = constants["label"]
-    if constants["task"] == "classification":
-        index = {str(value): position for position, value in enumerate(label["classes"])}
-        as_text = frame[label["name"]].map(lambda value: str(value))
+    label = constants.label
+    if constants.classification:
+        index = {str(value): position for position, value in enumerate(label.classes)}
+        as_text = frame[label.name].map(lambda value: str(value))
         return as_text.map(index).to_numpy(dtype=np.int64)
-    return frame[label["name"]].to_numpy(dtype=np.float32)
+    return frame[label.name].to_numpy(dtype=np.float32)
 
 
-def feature_order(constants: Mapping[str, Any]) -> list[str]:
+def feature_order(constants: Constants) -> list[str]:
     """The columns of the serving input, in order."""
-    return [*constants["numeric"], *constants["categorical"]]
+    return constants.feature_order
 
 
-def raw_matrix(frame: pd.DataFrame, constants: Mapping[str, Any]) -> np.ndarray:
+def raw_matrix(frame: pd.DataFrame, constants: Constants) -> np.ndarray:
     """A table of raw feature values as the serving input matrix (float32)."""
-    columns = [frame[name].to_numpy(dtype=np.float64) for name in constants["numeric"]]
-    for name in constants["categorical"]:
-        index = {value: position for position, value in enumerate(constants["vocabularies"][name])}
+    columns = [frame[name].to_numpy(dtype=np.float64) for name in constants.numeric]
+    for name in constants.categorical:
+        index = {value: position for position, value in enumerate(constants.vocabularies[name])}
         values = frame[name]
         positions = values.astype(str).map(index).fillna(-1).to_numpy(dtype=np.float64)
         columns.append(np.where(values.isna().to_numpy(), np.nan, positions))

@@ -66,6 +66,19 @@ class StudyPlan:
     outputs: int
     image_shape: tuple[int, int] | None
     trial_dir: Path
+    # Where worker processes log their trial runs (the parent process sets its own).
+    tracking_uri: str = ""
+    experiment_id: str = ""
+
+    def model_spec(self, hyper: Hyperparams) -> ModelSpec:
+        """The architecture a trial's draw describes, at this study's input and output sizes."""
+        return search.model_spec(
+            hyper,
+            architecture=self.architecture,
+            input_dim=self.input_dim,
+            outputs=self.outputs,
+            image_shape=self.image_shape,
+        )
 
 
 @dataclass
@@ -103,9 +116,9 @@ def run_study(
 
     With ``workers`` > 1, that many processes share the study through its
     storage (Optuna's way to parallelise; threads would share one interpreter
-    lock), running the trials still owed between them. ``fit`` must then be picklable, and MLflow's tracking URI and
-    experiment must be in the environment (``MLFLOW_TRACKING_URI``,
-    ``MLFLOW_EXPERIMENT_ID``) for the workers' trial runs.
+    lock), running the trials still owed between them. ``fit`` must then be
+    picklable; the workers log their trial runs to ``plan.tracking_uri`` and
+    ``plan.experiment_id``.
     """
     study = _load(plan, tuning)
     _fail_interrupted(study)
@@ -179,13 +192,7 @@ class Objective:
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
         plan = self.plan
         hyper = search.suggest(trial, self.tuning.space)
-        spec = search.model_spec(
-            hyper,
-            architecture=plan.architecture,
-            input_dim=plan.input_dim,
-            outputs=plan.outputs,
-            image_shape=plan.image_shape,
-        )
+        spec = plan.model_spec(hyper)
         trial.set_user_attr("parameters", parameter_count(spec))
         with tracking.trial_run(
             study=plan.name,
@@ -216,6 +223,9 @@ class Objective:
             trial.set_user_attr("epochs", result.epochs)
             trial.set_user_attr("fit_seconds", result.fit_seconds)
             trial.set_user_attr("examples_per_s", result.examples_per_s)
+            # The best trial's learning curve is the training stage's output, not a
+            # read-back from MLflow: the storage keeps it for a resumed study too.
+            trial.set_user_attr("history", result.history)
             mlflow.log_metric("train/examples_per_s", result.examples_per_s)
             return result.value
 
@@ -276,6 +286,11 @@ def _work(
     plan: StudyPlan, tuning: TuningParams, objective: Objective, trials: int, worker: int
 ) -> None:
     """A worker process: its share of the trials of the same study, with its own draws."""
+    if plan.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(plan.tracking_uri)
+        mlflow.set_experiment(experiment_id=plan.experiment_id)
     _optimize(_load(plan, tuning, worker), tuning, objective, trials)
 
 

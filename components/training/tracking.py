@@ -177,3 +177,24 @@ def trial_run(
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def log_model(backend: Any, model: Any, example: Any) -> Any:
+    """Log a serving model (serving matrix in) to the active run as ``model``; its model info.
+
+    The one place models reach MLflow: each backend names its MLflow flavour
+    and requirements, and answers the example for the signature.
+    """
+    import importlib
+
+    from mlflow.models import infer_signature
+
+    flavour = importlib.import_module(backend.mlflow_flavour)
+    output = backend.predict(model, example)
+    return flavour.log_model(
+        model,
+        name="model",
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=backend.requirements(),
+    )

@@ -14,19 +14,16 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from components.contracts import load_constants
 from components.training.features import raw_matrix
-from tests.conftest import run, stage_env
+from tests.conftest import SMOKE, run, set_params, stage_env
 
 pytestmark = pytest.mark.slow
 
 
 def test_bakeoff_run_brings_the_graph_up_to_date(repo):
-    # The smoke budget: the graph and the stages are the real ones, the tuning is tiny.
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update(trials=2, epochs=1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(repo, **SMOKE)
     result = run(["bakeoff", "run"], repo)
     # The trainers ran side by side, each line behind its stage's name.
     assert "[train@tensorflow] train@tensorflow:" in result.stdout
@@ -101,7 +98,7 @@ def check_verdict(repo) -> None:
     try:
         rows = raw_matrix(
             pd.read_parquet(repo / "data" / "clean" / "test.parquet").head(4),
-            json.loads((repo / "data" / "clean" / "preprocessing.json").read_text()),
+            load_constants(repo / "data" / "clean" / "preprocessing.json"),
         )
         body = json.dumps({"inputs": rows.tolist()}).encode()
         deadline = time.monotonic() + 180

@@ -7,10 +7,9 @@ import time
 
 import mlflow
 import pytest
-import yaml
 
 from pipelines import retrain
-from tests.conftest import run
+from tests.conftest import SMOKE, run, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +40,14 @@ def simulate(repo, seed: int) -> None:
 def test_retrain_trains_on_new_data_only_and_the_gate_moves_the_alias(repo):
     # A landing folder fed by the simulator, the smoke budget, and quality bars
     # low enough that one-epoch models are saved: this tests retraining, not the models.
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["ingest"].update(name="iris", source="landing", path="data/landing", image_shape=None)
-    params["clean"].update(schema="schemas/iris.yaml", range_margin=0.2)
-    params["train"].update(trials=2, epochs=2)
-    params["train_tensorflow"].update(min_accuracy=0.0, max_drop=1.0)
-    params["train_pytorch"].update(min_accuracy=0.0)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(
+        repo,
+        ingest={"name": "iris", "source": "landing", "path": "data/landing", "image_shape": None},
+        clean={"schema": "schemas/iris.yaml", "range_margin": 0.2},
+        train={**SMOKE["train"], "epochs": 2},
+        train_tensorflow={"min_accuracy": 0.0, "max_drop": 1.0},
+        train_pytorch={"min_accuracy": 0.0},
+    )
     simulate(repo, seed=0)
 
     first = run(["bakeoff", "retrain"], repo)

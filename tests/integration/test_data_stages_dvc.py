@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import run, tiny_frame
+from tests.conftest import run, set_params, tiny_frame
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,11 @@ def contents(repo: Path, paths: list[str]) -> dict[str, bytes]:
 
 
 def use_landing(repo: Path) -> Path:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["ingest"].update(name="tiny", source="landing", path="data/landing")
-    params["clean"]["schema"] = "schemas/tiny.yaml"
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(
+        repo,
+        ingest={"name": "tiny", "source": "landing", "path": "data/landing"},
+        clean={"schema": "schemas/tiny.yaml"},
+    )
     return repo / "data" / "landing"
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
-import shutil
 from dataclasses import asdict
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -15,20 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from components.evaluate.models import load
-from components.export.core import (
-    ParityError,
-    export_pytorch,
-    export_tensorflow,
-    output_scale,
-    parity_table,
-    serving_bench,
-)
+from components import backends
+from components.backends.base import onnx_runtime
+from components.contracts import MODEL_CARD, Label, ModelCard, TrainingMetrics, write_json
+from components.export.core import ParityError, output_scale, parity_table, serving_bench
 from components.export.parity import Limits, check
-from components.export.pytorch import load_native
-from components.train_pytorch.serving import RawFeatureModel
 from components.training.features import encode, raw_matrix, targets
-from tests.unit.test_pytorch_branch import HYPER, data_module, fit
+from tests.helpers.trials import HYPER, data_module, fit
 
 pytestmark = pytest.mark.slow
 
@@ -68,31 +60,34 @@ def check_bundle(bundle, frame, constants, formats):
 
 
 def pytorch_model_dir(cleaned, tmp_path):
-    """A tiny trained PyTorch stage output: checkpoint, description and ``model.pt2``."""
+    """A tiny trained PyTorch stage output, saved by the backend: ``model.pt2``, checkpoint, card."""
     spec, result = fit(data_module(cleaned, tmp_path), tmp_path)
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    shutil.copy2(result.model_path, model_dir / "best.ckpt")
-    description = {"spec": asdict(spec), "hyperparameters": asdict(HYPER)}
-    (model_dir / "model.json").write_text(json.dumps(description))
-    model = load_native(model_dir, cleaned.preprocessing)
-    example = torch.from_numpy(raw_matrix(cleaned.splits["test"].head(4), cleaned.preprocessing))
-    batch = torch.export.Dim("batch")
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(model_dir / "model.pt2"))
-    return model_dir
+    backend, constants = backends.get("pytorch"), cleaned.preprocessing
+    model_dir = tmp_path / "models" / "pytorch"
+    model_dir.mkdir(parents=True)
+    network = backend.load_best(result.model_path, spec, HYPER, constants)
+    artifact, described = backend.save(network, constants, model_dir, result.model_path)
+    card = ModelCard.describe(
+        constants,
+        framework="pytorch",
+        artifact=artifact,
+        format=described,
+        spec=asdict(spec),
+        hyperparameters=asdict(HYPER),
+    )
+    write_json(model_dir / MODEL_CARD, card)
+    return model_dir, card
 
 
 def test_every_pytorch_format_matches_the_trained_network(cleaned, tmp_path):
-    model_dir = pytorch_model_dir(cleaned, tmp_path)
+    model_dir, card = pytorch_model_dir(cleaned, tmp_path)
     folder = tmp_path / "exports"
     folder.mkdir()
     frame = serving_rows(cleaned)
     constants = cleaned.preprocessing
     # Held to the stage's model.pt2, as the export stage does.
-    reference = load("pytorch", model_dir, constants).call
-    bundle = export_pytorch(
-        model_dir, constants, folder, raw_matrix(frame, constants), 1, reference
+    bundle = backends.get("pytorch").export(
+        card, model_dir, constants, folder, raw_matrix(frame, constants), 1
     )
     check_bundle(bundle, frame, constants, {"torchscript", "torch_export", "onnx"})
 
@@ -100,18 +95,37 @@ def test_every_pytorch_format_matches_the_trained_network(cleaned, tmp_path):
 def test_a_failed_parity_check_leaves_the_last_exports_and_reports(cleaned, tmp_path):
     from components.export import cli
 
-    model_dir = pytorch_model_dir(cleaned, tmp_path)
+    model_dir, _ = pytorch_model_dir(cleaned, tmp_path)
     data = tmp_path / "clean"
     data.mkdir()
     cleaned.splits["test"].to_parquet(data / "test.parquet")
-    (tmp_path / "preprocessing.json").write_text(json.dumps(cleaned.preprocessing))
+    write_json(tmp_path / "preprocessing.json", cleaned.preprocessing)
     comparison = {
         "winner": "pytorch",
         "metric": "test/accuracy",
+        "higher_is_better": True,
         "frameworks": {"pytorch": {"test": {"accuracy": 0.5}}},
     }
-    (tmp_path / "comparison.json").write_text(json.dumps(comparison))
-    (tmp_path / "metrics.json").write_text(json.dumps({"mlflow_run_id": "r", "best_trial": 0}))
+    write_json(tmp_path / "comparison.json", comparison)
+    (tmp_path / "metrics").mkdir()
+    trained = TrainingMetrics(
+        framework="pytorch",
+        metric="val/accuracy",
+        best_val=0.5,
+        best_trial=0,
+        best_params={},
+        best_epochs=1,
+        best_fit_seconds=0.0,
+        train_examples_per_s=0.0,
+        parameters=1,
+        training_seconds=0.0,
+        test={"accuracy": 0.5},
+        trials={"run": 1},
+        blessed=True,
+        pushed=True,
+        mlflow_run_id="r",
+    )
+    write_json(tmp_path / "metrics" / "pytorch.json", trained)
     outputs = {"out": tmp_path / "exports", "parity": tmp_path / "parity.json"}
     outputs["serving_bench"] = tmp_path / "bench.json"
     arguments = argparse.Namespace(
@@ -120,10 +134,8 @@ def test_a_failed_parity_check_leaves_the_last_exports_and_reports(cleaned, tmp_
         framework="winner",
         data_dir=str(data),
         preprocessing=str(tmp_path / "preprocessing.json"),
-        tensorflow_model="unused",
-        tensorflow_metrics="unused",
-        pytorch_model=str(model_dir),
-        pytorch_metrics=str(tmp_path / "metrics.json"),
+        models=str(model_dir.parent),
+        metrics=str(tmp_path / "metrics"),
         **{key: str(path) for key, path in outputs.items()},
     )
     (tmp_path / "params.yaml").write_text("export: {latency_repeats: 10}\n")
@@ -142,7 +154,9 @@ def test_a_failed_parity_check_leaves_the_last_exports_and_reports(cleaned, tmp_
 
 
 def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_path):
-    from components.train_tensorflow.fit import compile_model
+    from components.backends.tensorflow.backend import formats
+    from components.backends.tensorflow.export import load_keras, raw_module
+    from components.backends.tensorflow.fit import compile_model
     from components.training.spec import MLP, ModelSpec
 
     constants = cleaned.preprocessing
@@ -162,7 +176,8 @@ def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_pa
 
     folder = tmp_path / "exports"
     folder.mkdir()
-    bundle = export_tensorflow(version, constants, folder, 1, reference)
+    module = raw_module(load_keras(version), constants)
+    bundle = formats(module, folder, 1, reference, "the Keras model on the reference encoding")
     formats = {"savedmodel", "tflite", "tflite_dynamic_range", "onnx"}
     check_bundle(bundle, frame, constants, formats)
 
@@ -170,14 +185,15 @@ def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_pa
 def test_regression_exports_answer_one_named_value_per_row(cleaned, tmp_path):
     import onnx
 
-    from components.export import pytorch as pt_export
-    from components.export.runtimes import onnx_runtime
-    from components.train_pytorch.model import build_network
+    from components.backends.pytorch import export as pt_export
+    from components.backends.pytorch.model import build_network
+    from components.backends.pytorch.serving import RawFeatureModel
     from components.training.spec import MLP, ModelSpec
 
     # A regression model in the label's units (prices in the thousands).
-    constants = {**cleaned.preprocessing, "task": "regression"}
-    constants["label"] = {"name": "y", "mean": 2000.0, "std": 300.0}
+    constants = dataclasses.replace(
+        cleaned.preprocessing, task="regression", label=Label("y", mean=2000.0, std=300.0)
+    )
     frame = serving_rows(cleaned)
     matrix = raw_matrix(frame, constants)
     spec = ModelSpec(MLP, input_dim=encode(frame, constants).shape[1], outputs=1, depth=1, width=8)

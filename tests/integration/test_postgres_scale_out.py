@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import BIN, copy_repository, run, stage_env
+from tests.conftest import BIN, run, smoke_repository, stage_env
 
 pytestmark = pytest.mark.slow
 
@@ -271,20 +271,14 @@ class StageRun:
 def stage(postgres, mlflow_server, tmp_path_factory) -> StageRun:
     """``dvc repro train@pytorch`` with two workers, the study in PostgreSQL, tracking via HTTP."""
 
-    repo = copy_repository(tmp_path_factory.mktemp("scale-out"))
     storage = postgres.create_database("optuna")
-    params = yaml.safe_load((repo / "params.yaml").read_text())
     # A smoke budget the two workers share: two trials each, two epochs.
-    params["train"].update(
-        trials=TRIALS,
-        epochs=2,
-        patience=2,
-        pruner="none",
-        storage=storage,
-        tracking_uri=mlflow_server.url,
+    train = {"trials": TRIALS, "epochs": 2, "patience": 2, "pruner": "none"}
+    repo = smoke_repository(
+        tmp_path_factory.mktemp("scale-out"),
+        train={**train, "storage": storage, "tracking_uri": mlflow_server.url},
+        train_pytorch={"workers": 2},
     )
-    params["train_pytorch"]["workers"] = 2
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     started = time.monotonic()
     result = run(["dvc", "repro", STAGE], repo)
     return StageRun(repo, storage, result.stdout, time.monotonic() - started)
@@ -514,8 +508,8 @@ def test_beam_options_from_params_follow_and_override_the_direct_runners():
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
     from components.errors import ParamsError
-    from components.train_tensorflow.cli import TensorflowParams
     from pipelines.tfx_pipeline import DIRECT_RUNNER_ARGS
+    from pipelines.tfx_runner import TfxParams as TensorflowParams
 
     assert TensorflowParams.from_section({}).beam_args == ()
     extra = ["--runner=FlinkRunner", "--flink_master=flink:8081", "--direct_num_workers=2"]

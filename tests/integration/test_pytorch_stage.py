@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import copy_repository, run, stage_env
+from tests.conftest import run, set_params, smoke_repository, stage_env
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +29,14 @@ STAGE = "train@pytorch"
 
 
 def set_train(repo, **values):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(repo, train=values)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    repo = copy_repository(tmp_path_factory.mktemp("pytorch"))
     # No pruner: the resume test needs a trial that runs until it is killed.
-    set_train(repo, trials=2, epochs=5, patience=5, pruner="none")
+    train = {"trials": 2, "epochs": 5, "patience": 5, "pruner": "none"}
+    repo = smoke_repository(tmp_path_factory.mktemp("pytorch"), train=train)
     first = run(["dvc", "repro", STAGE], repo)
     return repo, first
 
@@ -53,6 +51,7 @@ def study(repo):
 
 
 def test_the_saved_model_answers_raw_features_with_the_reported_accuracy(trained):
+    from components.contracts import load_constants, load_model_card
     from components.training.features import raw_matrix
 
     repo, first = trained
@@ -60,25 +59,29 @@ def test_the_saved_model_answers_raw_features_with_the_reported_accuracy(trained
     metrics = json.loads((repo / "metrics/pytorch.json").read_text())
     assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
     assert metrics["pushed"] and not metrics["cached"]
-    constants = json.loads((repo / "data/clean/preprocessing.json").read_text())
+    constants = load_constants(repo / "data/clean/preprocessing.json")
     test = pd.read_parquet(repo / "data/clean/test.parquet")
     model = torch.export.load(repo / "models/pytorch/model.pt2").module()
     with torch.inference_mode():
         probabilities = model(torch.from_numpy(raw_matrix(test, constants))).numpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    classes = np.array(constants["label"]["classes"])
+    classes = np.array(constants.label.classes)
     accuracy = float((classes[probabilities.argmax(axis=1)] == test["target"].to_numpy()).mean())
     assert accuracy == pytest.approx(metrics["test/accuracy"], abs=1e-6)
-    description = json.loads((repo / "models/pytorch/model.json").read_text())
-    assert description["input"]["columns"] == constants["numeric"]
+    card = load_model_card(repo / "models/pytorch")
+    assert card.framework == "pytorch" and card.artifact == "model.pt2"
+    assert list(card.columns) == list(constants.numeric)
 
 
 def test_the_metrics_have_the_tensorflow_files_keys(trained):
+    from components.contracts import load_training_metrics
+
     repo, _ = trained
+    # Every framework's file is the one contract, written by the one driver.
     pytorch = json.loads((repo / "metrics/pytorch.json").read_text())
-    tensorflow = json.loads((repo / "metrics/tensorflow.json").read_text())
-    assert set(pytorch) == set(tensorflow)
-    assert set(pytorch["trials"]) == set(tensorflow["trials"])
+    assert set(pytorch) == set(load_training_metrics(repo / "metrics/pytorch.json").to_dict())
+    tensorflow = load_training_metrics(repo / "metrics/tensorflow.json")
+    assert set(pytorch["trials"]) == set(tensorflow.trials)
 
 
 def test_mlflow_has_the_parent_run_its_trials_and_the_model(trained):

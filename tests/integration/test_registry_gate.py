@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from components.contracts import Constants, ExportManifest, ServingLayout, load_export_manifest
 from components.register import core
 from components.register.gate import CHALLENGER, CHAMPION
 
@@ -17,13 +18,17 @@ from components.register.gate import CHALLENGER, CHAMPION
 FRAME = pd.DataFrame(
     {"a": [1.0, 2.0, 3.0, 4.0], "colour": ["red", "blue", "red", "blue"], "label": [0, 1, 0, 1]}
 )
-CONSTANTS = {
-    "task": "classification",
-    "numeric": ["a"],
-    "categorical": ["colour"],
-    "vocabularies": {"colour": ["blue", "red"]},
-    "label": {"name": "label", "classes": [0, 1]},
-}
+CONSTANTS = Constants.from_dict(
+    {
+        "task": "classification",
+        "numeric": ["a"],
+        "categorical": ["colour"],
+        "stats": {"a": {"mean": 2.5, "std": 1.1, "scale": 1.1}},
+        "vocabularies": {"colour": ["blue", "red"]},
+        "impute": {"a": 2.5, "colour": "blue"},
+        "label": {"name": "label", "classes": [0, 1]},
+    }
+)
 
 
 def onnx_model(folder: Path, blue: int, vocabulary: list[str], columns=("a", "colour")) -> Path:
@@ -116,6 +121,7 @@ def test_the_champion_is_scored_with_its_own_vocabulary(client, tmp_path):
     [
         ({"input": {"columns": ["x", "colour"], "categorical": {}}}, "other input columns"),
         ({"output": {"probabilities": ["0", "1", "2"]}}, "other classes"),
+        ({"output": {"scores": ["0", "1"]}}, "a manifest this version cannot read"),
     ],
 )
 def test_a_champion_that_cannot_read_todays_data_is_replaced(client, tmp_path, change, reason):
@@ -134,15 +140,18 @@ def test_push_never_overwrites_a_version(tmp_path):
     saved = exports / "saved_model"
     saved.mkdir()
     (saved / "saved_model.pb").write_bytes(b"pb")
-    manifest = {
-        "formats": {"onnx": {"path": "model.onnx"}, "savedmodel": {"path": "saved_model"}},
-    }
-    (exports / "manifest.json").write_text(json.dumps(manifest))
+    manifest = ExportManifest(
+        framework="any",
+        formats={"onnx": "model.onnx", "savedmodel": "saved_model"},
+        source={},
+        layout=ServingLayout(("a", "colour"), {"colour": ("blue", "red")}, classes=("0", "1")),
+    )
     target = core.push(exports, manifest, tmp_path / "serving", "m", "1")
     names = sorted(p.name for p in target.iterdir())
     assert names == ["manifest.json", "model.onnx", "saved_model.pb"]  # TF Serving layout
-    pushed = json.loads((target / "manifest.json").read_text())
-    assert pushed["formats"]["savedmodel"]["path"] == "."
+    pushed = load_export_manifest(target)
+    assert pushed.formats == {"onnx": "model.onnx", "savedmodel": "."}
+    assert pushed.layout == manifest.layout
     with pytest.raises(core.BakeoffError, match="never overwrites"):
         core.push(exports, manifest, tmp_path / "serving", "m", "1")
     assert [p.name for p in (tmp_path / "serving" / "m").iterdir()] == ["1"]

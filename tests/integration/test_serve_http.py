@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.contracts import ServingLayout
 from components.errors import BakeoffError, ParamsError
-from components.register.core import ONNX_PATH, serving_inputs
+from components.register.core import ONNX_PATH
 from components.register.gate import CHAMPION
 from components.serve import cli
 from components.training.features import raw_matrix
@@ -225,7 +226,7 @@ def onnx_probabilities(model: Path, records: list[dict[str, Any]]) -> np.ndarray
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(model / "model.onnx"))
-    matrix = raw_matrix(pd.DataFrame(records), serving_inputs(MANIFEST))
+    matrix = raw_matrix(pd.DataFrame(records), ServingLayout.from_manifest(MANIFEST))
     return session.run(None, {"inputs": matrix})[0]
 
 

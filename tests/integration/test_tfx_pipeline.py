@@ -40,12 +40,9 @@ TRAIN = [
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tests.conftest import copy_repository
+    from tests.conftest import smoke_repository
 
-    repo = copy_repository(tmp_path_factory.mktemp("tfx"))
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"].update(trials=2, epochs=1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo = smoke_repository(tmp_path_factory.mktemp("tfx"))
     first = run(["dvc", "repro", "train@tensorflow"], repo)
     return repo, first
 
@@ -54,6 +51,8 @@ def test_the_pipeline_pushes_a_model_that_answers_raw_features(trained):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
 
+    from components.contracts import load_model_card
+
     repo, first = trained
     assert "train@tensorflow:" in first.stdout
     metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
@@ -61,8 +60,10 @@ def test_the_pipeline_pushes_a_model_that_answers_raw_features(trained):
     assert metrics["blessed"] and metrics["pushed"] and not metrics["cached"]
     assert metrics["parameters"] > 0
     assert 0 <= metrics["test/accuracy"] <= 1
-    versions = sorted((repo / "models/tensorflow").iterdir())
+    versions = sorted(p for p in (repo / "models/tensorflow").iterdir() if p.is_dir())
     assert len(versions) == 1
+    card = load_model_card(repo / "models/tensorflow")
+    assert card.framework == "tensorflow" and card.artifact == versions[0].name
     model = tf.saved_model.load(str(versions[0]))
     test = pd.read_parquet(repo / "data/clean/test.parquet")
     raw = {
@@ -118,9 +119,9 @@ def test_mlflow_has_the_parent_run_and_its_nested_trials(trained):
 def test_a_rerun_with_unchanged_inputs_executes_no_component(trained):
     repo, _ = trained
     again = run([*TRAIN, "--schema", "schemas/digits.yaml"], repo)
-    assert "(every component cached)" in again.stdout
+    assert "(cached: nothing was trained again)" in again.stdout
     assert json.loads((repo / "metrics/tensorflow.json").read_text())["cached"] is True
-    assert len(list((repo / "models/tensorflow").iterdir())) == 1, (
+    assert len([p for p in (repo / "models/tensorflow").iterdir() if p.is_dir()]) == 1, (
         "a cached run must not push again"
     )
 
@@ -135,7 +136,7 @@ def test_anomalies_stop_the_pipeline_naming_the_feature(trained):
     line = failed.stderr.strip().splitlines()[-1]
     assert line.startswith("bakeoff train: error: ExampleValidator found ")
     assert "feature 'pixel_3_3': Out-of-range values" in line
-    assert len(list((repo / "models/tensorflow").iterdir())) == 1
+    assert len([p for p in (repo / "models/tensorflow").iterdir() if p.is_dir()]) == 1
 
 
 def test_a_model_below_the_threshold_is_not_pushed(trained):
@@ -146,7 +147,7 @@ def test_a_model_below_the_threshold_is_not_pushed(trained):
     strict = [*TRAIN, "--schema", "schemas/digits.yaml"]
     strict[strict.index("params.yaml")] = "strict.yaml"
     result = run(strict, repo)
-    assert "not blessed, not pushed" in result.stdout
+    assert "not blessed, not saved" in result.stdout
     metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
     assert metrics["blessed"] is False and metrics["pushed"] is False
-    assert len(list((repo / "models/tensorflow").iterdir())) == 1
+    assert len([p for p in (repo / "models/tensorflow").iterdir() if p.is_dir()]) == 1

@@ -81,14 +81,14 @@ def test_missing_impute_fills_with_train_median(frame):
     assert result.report["rows"]["quarantined"] == 0
     joined = pd.concat(result.splits.values())
     row = joined[joined[SOURCE_ROW] == 5].iloc[0]
-    assert row["x1"] == pytest.approx(result.preprocessing["impute"]["x1"])
+    assert row["x1"] == pytest.approx(result.preprocessing.impute["x1"])
     train = result.splits["train"]
-    assert result.preprocessing["impute"]["x1"] == pytest.approx(
+    assert result.preprocessing.impute["x1"] == pytest.approx(
         train.loc[train[SOURCE_ROW] != 5, "x1"].median()
     )
     assert (
         joined.loc[joined[SOURCE_ROW] == 6, "colour"].iloc[0]
-        == result.preprocessing["impute"]["colour"]
+        == result.preprocessing.impute["colour"]
     )
     assert result.report["imputed_cells"]["total"] == 2
 
@@ -132,7 +132,7 @@ def test_wrong_type_impute(frame):
     assert result.report["rows"]["quarantined"] == 0
     joined = pd.concat(result.splits.values())
     assert joined.loc[joined[SOURCE_ROW] == 8, "x1"].iloc[0] == pytest.approx(
-        result.preprocessing["impute"]["x1"]
+        result.preprocessing.impute["x1"]
     )
 
 
@@ -168,7 +168,7 @@ def test_out_of_range_policies(frame, policy, quarantined, value):
     if value == "max":
         assert fixed.iloc[0] == schema.columns["x1"].maximum
     elif value == "median":
-        assert fixed.iloc[0] == pytest.approx(result.preprocessing["impute"]["x1"])
+        assert fixed.iloc[0] == pytest.approx(result.preprocessing.impute["x1"])
     else:
         assert fixed.empty
 
@@ -366,8 +366,8 @@ def test_regression_label_range_is_checked():
     )
     # The label is never clipped or imputed: its row is dropped.
     assert result.report["rows"]["quarantined"] == 1
-    assert result.preprocessing["label"]["kind"] == "number"
-    assert "mean" in result.preprocessing["label"]
+    assert result.preprocessing.label.kind == "number"
+    assert "mean" in result.preprocessing.to_dict()["label"]
 
 
 # -- review findings -------------------------------------------------------

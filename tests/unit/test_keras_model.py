@@ -5,24 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.training.spec import CNN, MLP, ModelSpec, parameter_count
-
-SPECS = [
-    ModelSpec(MLP, input_dim=64, outputs=10, depth=2, width=128),
-    ModelSpec(MLP, input_dim=13, outputs=3, depth=1, width=32, activation="gelu", dropout=0.3),
-    ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64),
-    ModelSpec(MLP, input_dim=10, outputs=1, depth=3, width=64, activation="tanh"),
-    ModelSpec(CNN, input_dim=64, outputs=10, depth=2, width=16, image_shape=(8, 8)),
-    ModelSpec(CNN, input_dim=64, outputs=10, depth=5, width=8, image_shape=(8, 8)),
-    ModelSpec(CNN, input_dim=784, outputs=10, depth=3, width=8, image_shape=(28, 28)),
-]
+from components.training.spec import MLP, ModelSpec, parameter_count
+from tests.helpers.trials import SPECS
 
 
 @pytest.mark.parametrize(
     "spec", SPECS, ids=lambda s: f"{s.kind}-d{s.depth}-w{s.width}-in{s.input_dim}"
 )
 def test_parameter_count_matches_the_spec(spec):
-    from components.train_tensorflow.model import build_model
+    from components.backends.tensorflow.model import build_model
 
     task = "classification" if spec.outputs > 1 else "regression"
     model = build_model(spec, task)
@@ -34,7 +25,7 @@ def test_parameter_count_matches_the_spec(spec):
 
 
 def test_a_regression_head_answers_in_the_labels_units():
-    from components.train_tensorflow.model import build_model
+    from components.backends.tensorflow.model import build_model
 
     spec = ModelSpec(MLP, input_dim=4, outputs=1, depth=1, width=8)
     model = build_model(spec, "regression", target=(150.0, 75.0))

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np
-import optuna
 import pytest
 import torch
 
-from components.train_pytorch.data import SplitDataModule, chunk_rows
-from components.train_pytorch.fit import Device, fit_trial, load_network
-from components.train_pytorch.model import build_network, trainable_parameters
-from components.train_pytorch.serving import RawFeatureModel
+from components.backends.pytorch.data import SplitDataModule, chunk_rows
+from components.backends.pytorch.fit import load_network
+from components.backends.pytorch.model import build_network, trainable_parameters
+from components.backends.pytorch.serving import RawFeatureModel
 from components.training import features
 from components.training.features import raw_matrix
 from components.training.search import Hyperparams
 from components.training.spec import MLP, ModelSpec, parameter_count
 from components.training.study import Diverged
-from tests.unit.test_keras_model import SPECS
-
-HYPER = Hyperparams(1e-2, 16, 1, 16, 0.0, 1e-5, "adam", "relu")
+from tests.helpers.trials import HYPER, SPECS, data_module, fit, splits_on_disk
 
 
 @pytest.mark.parametrize(
     "spec", SPECS, ids=lambda s: f"{s.kind}-d{s.depth}-w{s.width}-in{s.input_dim}"
 )
 def test_parameter_count_equals_the_keras_models(spec):
-    from components.train_tensorflow.model import build_model
+    from components.backends.tensorflow.model import build_model
 
     task = "classification" if spec.outputs > 1 else "regression"
     network = build_network(spec, task)
@@ -58,10 +56,8 @@ def test_a_regression_head_answers_in_the_labels_units():
 
 
 def test_the_data_module_feeds_the_reference_encoding(cleaned, tmp_path):
-    for split, frame in cleaned.splits.items():
-        frame.to_parquet(tmp_path / f"{split}.parquet")
-    data = SplitDataModule(tmp_path, cleaned.preprocessing, batch_size=7, seed=3)
-    data.setup()
+    arrays = splits_on_disk(cleaned, tmp_path)
+    data = SplitDataModule(arrays, batch_size=7, seed=3)
     for split in ("train", "val", "test"):
         x, y = data.tensors(split)
         expected = features.encode(cleaned.splits[split], cleaned.preprocessing)
@@ -78,7 +74,7 @@ def test_the_data_module_feeds_the_reference_encoding(cleaned, tmp_path):
     assert sorted(seen.tolist()) == sorted(data.tensors("train")[1].tolist())
     again = torch.cat([c[1] for c in loader])
     assert not torch.equal(seen, again), "each epoch draws a new order"
-    replay = SplitDataModule(tmp_path, cleaned.preprocessing, batch_size=7, seed=3)
+    replay = SplitDataModule(arrays, batch_size=7, seed=3)
     assert torch.equal(torch.cat([c[1] for c in replay.train_dataloader()]), seen), (
         "the order is fixed by the seed"
     )
@@ -90,7 +86,7 @@ def test_the_serving_model_preprocesses_raw_features_as_the_reference(cleaned):
     test.loc[test.index[0], "colour"] = "purple"  # out of vocabulary
     test.loc[test.index[1], "x2"] = np.nan  # a numeric gap: the train median
     test.loc[test.index[2], "colour"] = None  # a categorical gap: the most frequent value
-    model = RawFeatureModel(torch.nn.Identity(), {**constants, "task": "regression"})
+    model = RawFeatureModel(torch.nn.Identity(), dataclasses.replace(constants, task="regression"))
     out = model.preprocess(torch.from_numpy(raw_matrix(test, constants)))
     expected = features.encode(test, constants)
     assert np.abs(out.numpy() - expected).max() <= 1e-5
@@ -105,43 +101,14 @@ def test_the_serving_model_answers_probabilities(cleaned):
     np.testing.assert_allclose(probabilities.sum(dim=1).detach().numpy(), 1.0, rtol=1e-5)
 
 
-def data_module(cleaned, tmp_path, scale: float = 1.0) -> SplitDataModule:
-    for split, frame in cleaned.splits.items():
-        frame.to_parquet(tmp_path / f"{split}.parquet")
-    data = SplitDataModule(tmp_path, cleaned.preprocessing)
-    data.setup()
-    x, y = data.arrays["train"]
-    data.arrays["train"] = (x * np.float32(scale), y)
-    return data
-
-
-def fit(data, tmp_path, hyper=HYPER, **overrides):
-    spec = ModelSpec(MLP, input_dim=data.arrays["train"][0].shape[1], outputs=3, depth=1, width=16)
-    arguments = {
-        "data": data,
-        "task": "classification",
-        "metric": "val/accuracy",
-        "epochs": 3,
-        "patience": 5,
-        "seed": 1,
-        "trial_dir": tmp_path / "trials",
-        "device": Device(),
-        **overrides,
-    }
-    return spec, fit_trial(optuna.trial.FixedTrial({}, number=3), hyper, spec, **arguments)
-
-
 def test_one_trial_trains_checkpoints_and_reports_per_epoch(cleaned, tmp_path):
-    logged = []
     data = data_module(cleaned, tmp_path)
-    spec, result = fit(
-        data, tmp_path, log_epoch=lambda values, epoch: logged.append((epoch, values))
-    )
+    spec, result = fit(data, tmp_path)
     assert result.epochs == 3
     assert result.model_path == tmp_path / "trials" / "trial-0003" / "best.ckpt"
     assert result.value == max(result.history["val/accuracy"])
-    assert [epoch for epoch, _ in logged] == [0, 1, 2]
-    assert {"train/loss", "val/loss", "val/accuracy"} <= set(logged[0][1])
+    for name in ("train/loss", "val/loss", "val/accuracy"):
+        assert len(result.history[name]) == 3, f"{name}: one value per epoch"
     assert result.examples_per_s > 0
     # The checkpoint holds the best epoch: reloaded, it scores the trial's value.
     network = load_network(result.model_path, spec, HYPER, "classification", None)
@@ -186,7 +153,7 @@ def test_the_head_stays_in_float32_under_mixed_precision():
 )
 def test_bad_pytorch_params_name_the_key(raw, message):
     from components.errors import ParamsError
-    from components.train_pytorch.cli import PytorchParams
+    from components.training.driver import FrameworkParams
 
     with pytest.raises(ParamsError, match=message):
-        PytorchParams.from_section(raw)
+        FrameworkParams.from_section(raw, "pytorch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import subprocess
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from components.contracts import RegistryRecord, load_comparison, write_json
 from components.errors import BakeoffError, DataError
 from components.ingest.core import IngestParams, ingest, manifest, source_files
 from pipelines import retrain
@@ -149,14 +151,20 @@ def test_the_history_gets_one_line_per_attempt(tmp_path):
     assert [line["id"] for line in lines] == ["a", "b"]
 
 
-RECORD = {
-    "mlflow_run_id": "r2",
-    "version": "2",
-    "framework": "pytorch",
-    "alias": "challenger",
-    "promoted": False,
-    "reason": "test/accuracy 0.90 is worse than champion version 1's 0.95 by more than 0.005",
-}
+RECORD = RegistryRecord(
+    model_name="bakeoff-digits",
+    version="2",
+    framework="pytorch",
+    alias="challenger",
+    promoted=False,
+    reason="test/accuracy 0.90 is worse than champion version 1's 0.95 by more than 0.005",
+    metric="test/accuracy",
+    score=0.9,
+    champion_before={"score": 0.95, "version": "1"},
+    pushed_to=None,
+    mlflow_run_id="r2",
+    tags={},
+)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +175,7 @@ RECORD = {
         (0, None, None, {"outcome": "unchanged"}),
         (
             0,
-            {**RECORD, "mlflow_run_id": "r1"},
+            dataclasses.replace(RECORD, mlflow_run_id="r1"),
             RECORD,
             {"outcome": "retrained", "version": "2", "winner": "pytorch", "promoted": False},
         ),
@@ -178,16 +186,21 @@ def test_the_outcome_follows_the_registry_record(status, before, after, expected
     outcome = retrain.outcome_of(status, before, after)
     assert {key: outcome[key] for key in expected} == expected
     if outcome["outcome"] == "retrained":
-        assert outcome["reason"] == RECORD["reason"]
+        assert outcome["reason"] == RECORD.reason
 
 
-def test_both_frameworks_metrics_are_kept_without_the_matrices():
-    comparison = {
+def test_both_frameworks_metrics_are_kept_without_the_matrices(tmp_path):
+    report = {
+        "metric": "test/accuracy",
+        "winner": "tensorflow",
+        "higher_is_better": True,
         "frameworks": {
             "tensorflow": {"test": {"accuracy": 0.9, "confusion_matrix": [[1]], "log_loss": 0.3}},
             "pytorch": {"test": {"accuracy": 0.8, "precision": [0.5]}},
-        }
+        },
     }
+    write_json(tmp_path / "comparison.json", report)
+    comparison = load_comparison(tmp_path / "comparison.json")
     assert retrain.frameworks_of(comparison) == {
         "tensorflow": {"test/accuracy": 0.9, "test/log_loss": 0.3},
         "pytorch": {"test/accuracy": 0.8},

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.register.core import serving_inputs
+from components.contracts import ServingLayout
 from components.serve.champion import ServedModel
 from components.serve.inputs import (
     MAX_LISTED,
@@ -63,7 +63,7 @@ def test_good_records_give_the_batch_paths_matrix():
         {"a": -1e-3, "colour": "green", "b": 3.0e38},  # unseen colour; near float32's largest
     ]
     matrix = read(body(records))
-    expected = raw_matrix(pd.DataFrame(records), serving_inputs(MANIFEST))
+    expected = raw_matrix(pd.DataFrame(records), ServingLayout.from_manifest(MANIFEST))
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, expected)
     assert matrix[:, 2].tolist() == [
@@ -88,7 +88,7 @@ def test_any_mix_of_columns_matches_the_batch_path(manifest_input, record):
     manifest = {**MANIFEST, "input": manifest_input}
     checked = spec(manifest=manifest)
     matrix = read(body([record, record]), checked)
-    expected = raw_matrix(pd.DataFrame([record, record]), serving_inputs(manifest))
+    expected = raw_matrix(pd.DataFrame([record, record]), ServingLayout.from_manifest(manifest))
     np.testing.assert_array_equal(matrix, expected)
 
 
@@ -282,7 +282,7 @@ def served(classes: tuple[str, ...] | None, output: np.ndarray) -> ServedModel:
         spec=spec(manifest=manifest),
         classes=classes,
         predict=lambda matrix: output[: len(matrix)],
-        manifest=manifest,
+        layout=ServingLayout.from_manifest(manifest),
         metrics={"test/accuracy": 0.9},
         aliases=("champion",),
         tags={},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -278,9 +279,10 @@ def test_a_metric_the_trainers_do_not_report_is_refused(metric, task, message):
 
 def test_a_cnn_needs_every_input_to_be_a_pixel(cleaned):
     from components.errors import ParamsError
-    from components.training.cli import architecture_for
+    from components.training.driver import architecture_for
 
-    constants = {**cleaned.preprocessing, "image_shape": [1, 2]}  # x1, x2 and colour's one-hot
+    # x1, x2 and colour's one-hot
+    constants = dataclasses.replace(cleaned.preprocessing, image_shape=(1, 2))
     with pytest.raises(ParamsError, match="cnn needs every input to be a pixel"):
         architecture_for(tuning(), constants)
 

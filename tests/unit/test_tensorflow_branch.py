@@ -11,19 +11,19 @@ import optuna
 import pandas as pd
 import pytest
 
-from components.clean.split import SPLITS
+from components.backends.base import SplitArrays
+from components.contracts import SPLITS, Constants
 from components.training import features
 from components.training.search import Hyperparams
 from components.training.spec import MLP, ModelSpec
 from components.training.study import Diverged
-
-HYPER = Hyperparams(1e-2, 16, 1, 16, 0.0, 1e-5, "adam", "relu")
+from tests.helpers.trials import HYPER, fit_settings
 
 
 def test_transform_applies_exactly_the_shared_constants(cleaned):
     import tensorflow as tf
 
-    from components.train_tensorflow.transform_module.preprocessing import (
+    from components.backends.tensorflow.transform_module.preprocessing import (
         INPUTS,
         LABEL,
         preprocessing_fn,
@@ -42,7 +42,7 @@ def test_transform_applies_exactly_the_shared_constants(cleaned):
         for name in ("x1", "x2", "colour")
     }
     raw["label"] = tf.constant(test["label"].to_numpy().reshape(-1, 1))
-    out = preprocessing_fn(raw, {"constants": constants})
+    out = preprocessing_fn(raw, {"constants": constants.to_dict()})
     expected = features.encode(test, constants)
     assert np.abs(out[INPUTS].numpy() - expected).max() <= 1e-5
     assert out[INPUTS].numpy()[0, -1] == 1.0  # 'purple'
@@ -50,48 +50,35 @@ def test_transform_applies_exactly_the_shared_constants(cleaned):
 
 
 def arrays(cleaned):
-    from components.train_tensorflow.fit import Arrays
-
     c = cleaned.preprocessing
     parts = [cleaned.splits[name] for name in SPLITS]
-    return Arrays(*[fn(part, c) for part in parts for fn in (features.encode, features.targets)])
+    return SplitArrays(
+        *[fn(part, c) for part in parts for fn in (features.encode, features.targets)]
+    )
 
 
 def fit(data, tmp_path, hyper=HYPER, number=3, **overrides):
-    from components.train_tensorflow.fit import fit_trial
+    from components.backends.tensorflow.fit import fit_trial
 
     spec = ModelSpec(MLP, input_dim=data.x_train.shape[1], outputs=3, depth=1, width=16)
-    arguments = {
-        "data": data,
-        "task": "classification",
-        "metric": "val/accuracy",
-        "epochs": 3,
-        "patience": 5,
-        "seed": 1,
-        "trial_dir": tmp_path,
-        **overrides,
-    }
-    return fit_trial(optuna.trial.FixedTrial({}, number=number), hyper, spec, **arguments)
+    trial = optuna.trial.FixedTrial({}, number=number)
+    settings = fit_settings(tmp_path, **overrides)
+    return fit_trial(trial, hyper, spec, data=data, settings=settings, log_to_mlflow=False)
 
 
 def test_one_trial_trains_saves_and_reports_per_epoch(cleaned, tmp_path):
-    logged = []
-    result = fit(
-        arrays(cleaned), tmp_path, log_epoch=lambda values, epoch: logged.append((epoch, values))
-    )
+    result = fit(arrays(cleaned), tmp_path)
     assert result.epochs == 3
     assert result.model_path == tmp_path / "trial-0003.keras"
     assert result.model_path.exists()
     assert result.value == max(result.history["val/accuracy"])
-    assert [epoch for epoch, _ in logged] == [0, 1, 2]
-    assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy"} <= set(logged[0][1])
+    for name in ("train/loss", "train/accuracy", "val/loss", "val/accuracy"):
+        assert len(result.history[name]) == 3, f"{name}: one value per epoch"
 
 
 def test_a_diverging_trial_raises_diverged(cleaned, tmp_path):
-    from components.train_tensorflow.fit import Arrays
-
     data = arrays(cleaned)
-    huge = Arrays(
+    huge = SplitArrays(
         data.x_train * 1e30, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test
     )
     wild = Hyperparams(10.0, 16, 1, 16, 0.0, 1e-5, "sgd", "relu")
@@ -102,7 +89,7 @@ def test_a_diverging_trial_raises_diverged(cleaned, tmp_path):
 def test_tfmd_schema_keeps_bakeoff_columns_out_of_the_features(cleaned):
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.train_tensorflow.tfx_schema import tfmd_schema
+    from components.backends.tensorflow.tfx_schema import tfmd_schema
 
     proto = tfmd_schema(cleaned.schema)
     by_name = {feature.name: feature for feature in proto.feature}
@@ -114,7 +101,7 @@ def test_tfmd_schema_keeps_bakeoff_columns_out_of_the_features(cleaned):
 
 
 def test_parquet_executor_keeps_zeros():
-    from components.train_tensorflow.parquet_executor import to_example
+    from components.backends.tensorflow.parquet_executor import to_example
 
     example = to_example({"x": 0.0, "n": 0, "s": "", "missing": None})
     feature = example.features.feature
@@ -125,13 +112,17 @@ def test_parquet_executor_keeps_zeros():
 
 
 def test_encode_layout():
-    constants = {
-        "numeric": ["a"],
-        "categorical": ["c"],
-        "stats": {"a": {"mean": 1.0, "scale": 2.0}},
-        "impute": {"a": 5.0, "c": "x"},
-        "vocabularies": {"c": ["x", "y"]},
-    }
+    constants = Constants.from_dict(
+        {
+            "task": "classification",
+            "numeric": ["a"],
+            "categorical": ["c"],
+            "stats": {"a": {"mean": 1.0, "std": 2.0, "scale": 2.0}},
+            "impute": {"a": 5.0, "c": "x"},
+            "vocabularies": {"c": ["x", "y"]},
+            "label": {"name": "l", "classes": [0, 1]},
+        }
+    )
     frame = pd.DataFrame({"a": [3.0, np.nan], "c": ["y", "zz"]})
     np.testing.assert_allclose(features.encode(frame, constants), [[1.0, 0, 1, 0], [2.0, 0, 0, 1]])
     assert features.input_dim(constants) == 4
@@ -140,7 +131,7 @@ def test_encode_layout():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"threads": -1}, "train_tensorflow.threads: expected a number >= 0.0; found -1"),
+        ({"threads": -1}, "train_tensorflow.threads: expected a whole number >= 0; found -1"),
         (
             {"mixed_precision": "yes"},
             "train_tensorflow.mixed_precision: expected true or false; found 'yes'",
@@ -154,10 +145,12 @@ def test_encode_layout():
 )
 def test_bad_tensorflow_params_name_the_key(raw, message):
     from components.errors import ParamsError
-    from components.train_tensorflow.cli import TensorflowParams
+    from components.training.driver import FrameworkParams
+    from pipelines.tfx_runner import TfxParams
 
     with pytest.raises(ParamsError, match=message):
-        TensorflowParams.from_section(raw)
+        FrameworkParams.from_section(raw, "tensorflow")
+        TfxParams.from_section(raw)
 
 
 def test_a_cnn_without_image_features_is_refused(tmp_path, cleaned):
@@ -167,11 +160,12 @@ def test_a_cnn_without_image_features_is_refused(tmp_path, cleaned):
     import yaml
 
     from components.errors import ParamsError
-    from components.train_tensorflow.cli import run as train
+    from pipelines.train import run as train
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"architecture": "cnn"}}))
-    (tmp_path / "pre.json").write_text(json.dumps(cleaned.preprocessing))
+    (tmp_path / "pre.json").write_text(json.dumps(cleaned.preprocessing.to_dict()))
     args = argparse.Namespace(
+        framework="tensorflow",
         params=str(tmp_path / "params.yaml"),
         data_dir=str(tmp_path),
         preprocessing=str(tmp_path / "pre.json"),

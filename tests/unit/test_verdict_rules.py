@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from components.backends.base import Loaded
+from components.contracts import TrainingMetrics
 from components.errors import BakeoffError, ParamsError
 from components.evaluate.core import (
     EvaluateParams,
@@ -15,8 +18,7 @@ from components.evaluate.core import (
     selection_metric,
     side_by_side,
 )
-from components.evaluate.models import Native
-from components.evaluate.select import Candidate, select
+from components.evaluate.select import Candidate, choose, select
 from components.evaluate.stats import Interval
 from components.export.core import describe_failure, failures
 from components.export.parity import Limits, check
@@ -71,6 +73,45 @@ def test_a_complete_tie_is_still_decided_by_name():
     b = Candidate("pytorch", 0.9, 1.0, 100)
     chosen = select(a, b, interval(0.0, -0.01, 0.01), metric="m", higher_is_better=True)
     assert (chosen.winner, chosen.decided_by) == ("pytorch", "name")
+
+
+def test_among_many_only_those_tied_with_the_leader_go_to_the_tie_break():
+    leader = Candidate("a", 0.95, latency_ms=2.0, size_bytes=500)
+    close = Candidate("b", 0.94, latency_ms=1.0, size_bytes=900)
+    fastest_but_worse = Candidate("c", 0.80, latency_ms=0.5, size_bytes=100)
+    chosen = choose(
+        leader,
+        [(close, interval(-0.01, -0.03, 0.01)), (fastest_but_worse, interval(-0.15, -0.2, -0.1))],
+        metric="m",
+        higher_is_better=True,
+    )
+    assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("b", "a", "latency")
+    assert "a tie" in chosen.reason and "c" not in chosen.reason.split(":")[0]
+
+
+def test_a_leader_clear_of_every_rival_wins_on_the_metric_against_the_next_best():
+    leader = Candidate("a", 0.30, latency_ms=9.0, size_bytes=900)
+    rivals = [
+        (Candidate("b", 0.50, 1.0, 100), interval(0.2, 0.1, 0.3)),
+        (Candidate("c", 0.40, 1.0, 100), interval(0.1, 0.05, 0.15)),
+    ]
+    # Lower is better: every rival's interval of rival - leader lies above zero.
+    chosen = choose(leader, rivals, metric="m", higher_is_better=False)
+    assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("a", "c", "metric")
+    assert "excludes zero" in chosen.reason
+
+
+def test_a_tie_of_three_within_the_latency_margin_goes_to_the_smallest_then_by_name():
+    tied = [
+        (Candidate("b", 0.9, 1.05, 100), interval(0.0, -0.01, 0.01)),
+        (Candidate("c", 0.9, 1.0, 100), interval(0.0, -0.01, 0.01)),
+    ]
+    leader = Candidate("a", 0.9, 1.0, 200)
+    chosen = choose(leader, tied, metric="m", higher_is_better=True)
+    assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("b", "c", "name")
+    smaller = [(Candidate("c", 0.9, 1.0, 50), interval(0.0, -0.01, 0.01)), *tied[:1]]
+    chosen = choose(leader, smaller, metric="m", higher_is_better=True)
+    assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("c", "b", "size")
 
 
 def test_the_first_registration_promotes():
@@ -209,23 +250,33 @@ def test_a_metric_of_the_other_task_is_refused():
         selection_metric("classification", "val/rmse")
 
 
-TRAINED = {
-    "parameters": 100,
-    "trials": {"run": 4, "complete": 3, "pruned": 1, "failed": 0},
-    "best_params": {"depth": 1, "width": 32},
-    "blessed": True,
-}
+TRAINED = TrainingMetrics(
+    framework="any",
+    metric="val/accuracy",
+    best_val=0.9,
+    best_trial=0,
+    best_params={"depth": 1, "width": 32},
+    best_epochs=3,
+    best_fit_seconds=1.0,
+    train_examples_per_s=100.0,
+    parameters=100,
+    training_seconds=10.0,
+    test={"accuracy": 0.9},
+    trials={"run": 4, "complete": 3, "pruned": 1, "failed": 0},
+    blessed=True,
+    pushed=True,
+)
 
 
 def test_fairness_names_the_rules_a_run_broke():
     assert fairness({"tensorflow": TRAINED, "pytorch": TRAINED}) == []
-    other = {**TRAINED, "parameters": 101, "trials": {"run": 3}, "pushed": False}
+    other = replace(TRAINED, parameters=101, trials={"run": 3}, pushed=False)
     broken = fairness({"tensorflow": TRAINED, "pytorch": other})
     assert any("equal parameter counts" in line for line in broken)
     assert any("pytorch ran 3 trials" in line for line in broken)
     assert any("pytorch's last run saved no model" in line for line in broken)
     # A different architecture drawn by each search is not a broken rule.
-    wider = {**TRAINED, "parameters": 300, "best_params": {"depth": 1, "width": 64}}
+    wider = replace(TRAINED, parameters=300, best_params={"depth": 1, "width": 64})
     assert fairness({"tensorflow": TRAINED, "pytorch": wider}) == []
 
 
@@ -233,7 +284,7 @@ def scripted_models(cleaned):
     """A perfect and an always-wrong model of the tiny data's test split."""
     test, constants = cleaned.splits["test"], cleaned.preprocessing
     truth = targets(test, constants)
-    classes = len(constants["label"]["classes"])
+    classes = len(constants.label.classes)
     wrong = (truth + 1) % classes
 
     def perfect(matrix):
@@ -250,8 +301,8 @@ def scripted_models(cleaned):
         )
 
     return {
-        "tensorflow": Native("tensorflow", Path("tf"), 10, perfect),
-        "pytorch": Native("pytorch", Path("pt"), 20, always_wrong),
+        "tensorflow": Loaded("tensorflow", Path("tf"), 10, perfect),
+        "pytorch": Loaded("pytorch", Path("pt"), 20, always_wrong),
     }
 
 
@@ -279,9 +330,32 @@ def test_compare_scores_both_models_on_the_same_rows_and_tests_the_difference(cl
     assert result["fairness"] == []
 
 
+def test_three_frameworks_each_get_an_interval_against_the_leader(cleaned):
+    test, constants = cleaned.splits["test"], cleaned.preprocessing
+    scripted = scripted_models(cleaned)
+    perfect, wrong = scripted["tensorflow"].call, scripted["pytorch"].call
+    models = {
+        "a": Loaded("a", Path("a"), 30, perfect),
+        "b": Loaded("b", Path("b"), 10, perfect),
+        "c": Loaded("c", Path("c"), 5, wrong),
+    }
+    # Latency never beyond the margin: the tie of a and b goes to the smaller model.
+    params = replace(PARAMS, latency_margin=100.0)
+    result = compare(test, constants, models, dict.fromkeys(models, TRAINED), params)
+    assert result["leader"] == "a"  # a and b score the same: the first by name leads
+    assert set(result["differences"]) == {"b", "c"}
+    assert not result["differences"]["b"]["significant"]
+    assert result["differences"]["c"]["significant"]
+    assert result["differences"]["c"]["value"] == -1.0  # c minus the leader, in accuracy
+    assert result["differences"]["c"]["mcnemar"]["only_b_right"] == len(test)
+    assert result["tied_with_leader"] == ["a", "b"]
+    assert (result["winner"], result["runner_up"], result["decided_by"]) == ("b", "a", "size")
+    assert (result["difference"]["a"], result["difference"]["b"]) == ("a", "b")
+
+
 def test_a_model_its_last_training_run_did_not_save_cannot_win(cleaned):
     test, constants = cleaned.splits["test"], cleaned.preprocessing
-    stale = {**TRAINED, "pushed": False}
+    stale = replace(TRAINED, pushed=False)
     result = compare(
         test, constants, scripted_models(cleaned), {"tensorflow": stale, "pytorch": TRAINED}, PARAMS
     )
@@ -300,7 +374,7 @@ def test_a_model_its_last_training_run_did_not_save_cannot_win(cleaned):
 
 def test_a_model_answering_nan_is_refused_by_name(cleaned):
     models = scripted_models(cleaned)
-    models["pytorch"] = Native("pytorch", Path("pt"), 1, lambda m: np.full((len(m), 3), np.nan))
+    models["pytorch"] = Loaded("pytorch", Path("pt"), 1, lambda m: np.full((len(m), 3), np.nan))
     with pytest.raises(BakeoffError, match="pytorch's model at pt answers NaN"):
         compare(
             cleaned.splits["test"],
@@ -328,6 +402,13 @@ def test_trainers_that_did_not_run_side_by_side_are_flagged():
     assert "pytorch trained at 1970-01-01 00:00 UTC" in line
     assert "tensorflow at 1970-01-01 05:00 UTC" in line and "not comparable" in line
     assert side_by_side({"tensorflow": None, "pytorch": (0, hour)}) == []
+    # Three: all must overlap at once; the line names every one and every stage to rerun.
+    assert (
+        side_by_side({"a": (0, 3 * hour), "b": (hour, 4 * hour), "c": (2 * hour, 5 * hour)}) == []
+    )
+    (line,) = side_by_side({"a": (0, hour), "b": (0, 3 * hour), "c": (2 * hour, 4 * hour)})
+    assert "a trained at 1970-01-01 00:00 UTC, b at 1970-01-01 00:00 UTC and c at" in line
+    assert "train@a train@b train@c" in line
 
 
 @pytest.mark.parametrize("level", [0, 1, 1.5, "high"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,14 @@ import lightning.pytorch as pl
 import optuna
 import torch
 
-from components.train_pytorch.data import SplitDataModule
-from components.train_pytorch.model import TrialModule, build_network
+from components.backends.base import FitSettings
+from components.backends.pytorch.data import SplitDataModule
+from components.backends.pytorch.model import TrialModule, build_network
 from components.training import search
+from components.training.epochs import EpochLog
 from components.training.search import Hyperparams
 from components.training.spec import ModelSpec
-from components.training.study import Diverged, TrialResult, steady_rate
-
-LogEpoch = Callable[[dict[str, float], int], None]
+from components.training.study import TrialResult, steady_rate
 
 
 @dataclass(frozen=True)
@@ -41,28 +40,19 @@ class Device:
 
 
 class _Epochs(pl.Callback):
-    """Records ``split/metric`` values and wall time per epoch; stops on a non-finite loss."""
+    """Feeds each epoch's ``split/metric`` values and wall time to the shared :class:`EpochLog`."""
 
-    def __init__(self, log_epoch: LogEpoch | None) -> None:
-        self.log_epoch = log_epoch
-        self.history: dict[str, list[float]] = {}
-        self.seconds: list[float] = []
-        self.diverged = False
+    def __init__(self, log: EpochLog) -> None:
+        self.epochs = log
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.began = time.perf_counter()
+        self.epochs.begin()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning validates before this hook, so the epoch's time includes
         # validation, as the Keras branch's does.
-        self.seconds.append(time.perf_counter() - self.began)
         named = {name: float(value) for name, value in trainer.callback_metrics.items()}
-        for name, value in named.items():
-            self.history.setdefault(name, []).append(value)
-        if self.log_epoch is not None:
-            self.log_epoch(named, trainer.current_epoch)
-        if not math.isfinite(named.get("train/loss", 0.0)):
-            self.diverged = True
+        if self.epochs.end(named, trainer.current_epoch):
             trainer.should_stop = True
 
 
@@ -120,57 +110,50 @@ def fit_trial(
     spec: ModelSpec,
     *,
     data: SplitDataModule,
-    task: str,
-    metric: str,
-    epochs: int,
-    patience: int,
-    seed: int,
-    trial_dir: Path,
+    settings: FitSettings,
     device: Device,
-    log_epoch: LogEpoch | None = None,
-    target: tuple[float, float] | None = None,
+    log_to_mlflow: bool = True,
 ) -> TrialResult:
     """Train one trial's model; keep its best epoch as a Lightning checkpoint; return the value."""
     from optuna_integration import PyTorchLightningPruningCallback
 
     if device.threads:
         torch.set_num_threads(device.threads)
-    pl.seed_everything(seed + trial.number, verbose=False)
-    data.batch_size, data.seed = hyper.batch_size, seed + trial.number
-    module = TrialModule(build_network(spec, task, target), hyper, task)
-    mode = "max" if search.direction(metric) == "maximize" else "min"
-    folder = trial_dir / f"trial-{trial.number:04d}"
+    seed = settings.seed + trial.number
+    pl.seed_everything(seed, verbose=False)
+    data.batch_size, data.seed = hyper.batch_size, seed
+    module = TrialModule(build_network(spec, settings.task, settings.target), hyper, settings.task)
+    maximise = search.direction(settings.metric) == "maximize"
+    folder = settings.trial_dir / f"trial-{trial.number:04d}"
     # A trial interrupted earlier left a partial folder; this trial starts clean.
     shutil.rmtree(folder, ignore_errors=True)
-    epochs_seen = _Epochs(log_epoch)
-    best = _BestEpoch(folder / "best.ckpt", metric, mode)
+    log = EpochLog(log_to_mlflow)
+    best = _BestEpoch(folder / "best.ckpt", settings.metric, "max" if maximise else "min")
     trainer = trainer_for(
-        epochs=epochs,
+        epochs=settings.epochs,
         device=device,
         callbacks=[
-            epochs_seen,
+            _Epochs(log),
             best,
-            PyTorchLightningPruningCallback(trial, monitor=metric),
-            pl.callbacks.EarlyStopping(monitor=metric, mode=mode, patience=patience),
+            PyTorchLightningPruningCallback(trial, monitor=settings.metric),
+            pl.callbacks.EarlyStopping(
+                monitor=settings.metric,
+                mode="max" if maximise else "min",
+                patience=settings.patience,
+            ),
         ],
     )
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
     fit_seconds = time.perf_counter() - started
-    losses = epochs_seen.history.get("train/loss", [])
-    if epochs_seen.diverged or not losses:
-        raise Diverged(
-            f"trial {trial.number}: training loss became {losses[-1] if losses else 'undefined'}"
-        )
-    values = epochs_seen.history[metric]
-    rows = len(data.arrays["train"][0])
+    losses = log.check(trial.number)
     return TrialResult(
-        value=float(max(values) if mode == "max" else min(values)),
+        value=log.best(settings.metric, maximise),
         epochs=len(losses),
         model_path=best.path,
-        history=epochs_seen.history,
+        history=log.history,
         fit_seconds=fit_seconds,
-        examples_per_s=steady_rate(rows, epochs_seen.seconds),
+        examples_per_s=steady_rate(len(data.arrays["train"][0]), log.seconds),
     )
 
 

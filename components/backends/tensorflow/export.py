@@ -9,11 +9,13 @@ plain tensor ops; the parity check holds it to the TFX model's outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from components.contracts import Constants
 
 SAVED_MODEL = "saved_model"
 TFLITE = "model.tflite"
@@ -29,7 +31,7 @@ def load_keras(version: Path) -> Any:
     return tf_keras.models.load_model(str(version), compile=False)
 
 
-def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
+def raw_module(keras_model: Any, constants: Constants) -> Any:
     """A ``tf.Module`` with the preprocessing in front of ``keras_model``.
 
     ``__call__`` (and ``eager``, undecorated) returns the probabilities or the
@@ -37,16 +39,16 @@ def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
     """
     import tensorflow as tf
 
-    numeric = list(constants["numeric"])
-    categorical = list(constants["categorical"])
-    vocabularies = constants["vocabularies"]
+    numeric = list(constants.numeric)
+    categorical = list(constants.categorical)
+    vocabularies = constants.vocabularies
     width = len(numeric) + len(categorical)
-    fill = np.array([constants["impute"][n] for n in numeric], np.float32)
-    mean = np.array([constants["stats"][n]["mean"] for n in numeric], np.float32)
-    scale = np.array([constants["stats"][n]["scale"] for n in numeric], np.float32)
+    fill = np.array([constants.impute[n] for n in numeric], np.float32)
+    mean = np.array([constants.stats[n].mean for n in numeric], np.float32)
+    scale = np.array([constants.stats[n].scale for n in numeric], np.float32)
     sizes = [len(vocabularies[n]) for n in categorical]
-    fill_positions = [_position(vocabularies[n], constants["impute"][n]) for n in categorical]
-    classification = constants["task"] == "classification"
+    fill_positions = [_position(vocabularies[n], constants.impute[n]) for n in categorical]
+    classification = constants.classification
     output = "probabilities" if classification else "value"
     spec = tf.TensorSpec([None, width], tf.float32, name="inputs")
 
@@ -86,7 +88,7 @@ def raw_module(keras_model: Any, constants: Mapping[str, Any]) -> Any:
     return RawMatrixModel()
 
 
-def _position(vocabulary: list[str], value: Any) -> float:
+def _position(vocabulary: Sequence[str], value: Any) -> float:
     text = str(value)
     return float(vocabulary.index(text)) if text in vocabulary else -1.0
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from components.contracts import Constants
+
 INPUTS = "inputs"
 LABEL = "label"
 
@@ -42,32 +44,32 @@ def _lookup(keys: list[str], values: tf.Tensor) -> tf.Tensor:
 
 def preprocessing_fn(inputs: dict[str, Any], custom_config: dict[str, Any]) -> dict[str, Any]:
     """Raw features to the model's dense input vector (and the label to a class index)."""
-    constants = custom_config["constants"]
+    constants = Constants.from_dict(custom_config["constants"], "custom_config.constants")
     parts = []
-    numeric = constants["numeric"]
+    numeric = list(constants.numeric)
     if numeric:
-        stats, impute = constants["stats"], constants["impute"]
+        stats, impute = constants.stats, constants.impute
         x = tf.stack(
             [tf.cast(_column(inputs[name], float("nan")), tf.float32) for name in numeric], axis=1
         )
         fill = tf.constant([impute[name] for name in numeric], tf.float32)
         x = tf.where(tf.math.is_nan(x), fill, x)
-        mean = tf.constant([stats[name]["mean"] for name in numeric], tf.float32)
-        scale = tf.constant([stats[name]["scale"] for name in numeric], tf.float32)
+        mean = tf.constant([stats[name].mean for name in numeric], tf.float32)
+        scale = tf.constant([stats[name].scale for name in numeric], tf.float32)
         parts.append((x - mean) / scale)
-    for name in constants["categorical"]:
-        vocabulary = [str(v) for v in constants["vocabularies"][name]]
+    for name in constants.categorical:
+        vocabulary = [str(v) for v in constants.vocabularies[name]]
         value = _column(inputs[name], b"")
-        value = tf.where(tf.equal(value, b""), tf.constant(str(constants["impute"][name])), value)
+        value = tf.where(tf.equal(value, b""), tf.constant(str(constants.impute[name])), value)
         parts.append(tf.one_hot(_lookup(vocabulary, value), len(vocabulary) + 1, dtype=tf.float32))
     outputs = {INPUTS: tf.concat(parts, axis=1)}
 
-    label = constants["label"]
-    if label["name"] in inputs:  # absent when serving
-        raw = _column(inputs[label["name"]], 0 if label["kind"] == "number" else b"")
-        if constants["task"] == "classification":
+    label = constants.label
+    if label.name in inputs:  # absent when serving
+        raw = _column(inputs[label.name], 0 if label.kind == "number" else b"")
+        if constants.classification:
             text = raw if raw.dtype == tf.string else tf.strings.as_string(raw)
-            outputs[LABEL] = _lookup([str(c) for c in label["classes"]], text)
+            outputs[LABEL] = _lookup([str(c) for c in label.classes], text)
         else:
             outputs[LABEL] = tf.cast(raw, tf.float32)
     return outputs

@@ -1,6 +1,6 @@
 """PyTorch networks from the shared spec, and the LightningModule that trains one trial.
 
-The networks mirror ``components.train_tensorflow.model.build_model`` layer for
+The networks mirror ``components.backends.tensorflow.model.build_model`` layer for
 layer (same widths, kernels, pooling, dropout placement, initialisation), so a
 spec has the same parameter count in both frameworks; tests assert it.
 """

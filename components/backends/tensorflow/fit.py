@@ -1,37 +1,23 @@
 """One Optuna trial of the Keras model, on preprocessed arrays.
 
-Called from the TFX Trainer's ``run_fn`` with the Transform output loaded once
-into memory; the benchmark calls it the same way outside TFX.
+Called through the backend by the training driver, inside the TFX Trainer's
+``run_fn``, with the Transform output loaded once into memory.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 
-from components.train_tensorflow.model import build_model, keras
+from components.backends.base import FitSettings, SplitArrays
+from components.backends.tensorflow.model import build_model, keras
 from components.training import search
+from components.training.epochs import EpochLog
 from components.training.search import Hyperparams
 from components.training.spec import ModelSpec
-from components.training.study import Diverged, TrialResult, steady_rate
-
-
-@dataclass(frozen=True)
-class Arrays:
-    """Preprocessed inputs and targets of the three splits."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+from components.training.study import TrialResult, steady_rate
 
 
 def keras_metric(metric: str) -> str:
@@ -83,41 +69,29 @@ def fit_trial(
     hyper: Hyperparams,
     spec: ModelSpec,
     *,
-    data: Arrays,
-    task: str,
-    metric: str,
-    epochs: int,
-    patience: int,
-    seed: int,
-    trial_dir: Path,
-    log_epoch: Any = None,
-    target: tuple[float, float] | None = None,
+    data: SplitArrays,
+    settings: FitSettings,
+    log_to_mlflow: bool = True,
 ) -> TrialResult:
     """Train one trial's model with pruning and early stopping; save it; return its best value."""
     from optuna_integration.tfkeras import TFKerasPruningCallback
 
     k = keras()
-    k.utils.set_random_seed(seed + trial.number)
-    model = compile_model(spec, hyper, task, target)
-    monitor = keras_metric(metric)
-    mode = "max" if search.direction(metric) == "maximize" else "min"
-    history: dict[str, list[float]] = {}
-    epoch_seconds: list[float] = []
+    k.utils.set_random_seed(settings.seed + trial.number)
+    model = compile_model(spec, hyper, settings.task, settings.target)
+    monitor = keras_metric(settings.metric)
+    maximise = search.direction(settings.metric) == "maximize"
+    log = EpochLog(log_to_mlflow)
 
     class _Epochs(k.callbacks.Callback):  # type: ignore[name-defined]
-        """Records ``split/metric`` values per epoch and stops on a NaN loss."""
+        """Feeds each epoch's ``split/metric`` values to the shared :class:`EpochLog`."""
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            self.began = time.perf_counter()
+            log.begin()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            epoch_seconds.append(time.perf_counter() - self.began)
             named = {_tracked(name): float(value) for name, value in (logs or {}).items()}
-            for name, value in named.items():
-                history.setdefault(name, []).append(value)
-            if log_epoch is not None:
-                log_epoch(named, epoch)
-            if not math.isfinite(named.get("train/loss", 0.0)):
+            if log.end(named, epoch):
                 self.model.stop_training = True
 
     started = time.perf_counter()
@@ -125,35 +99,32 @@ def fit_trial(
         data.x_train,
         data.y_train,
         batch_size=hyper.batch_size,
-        epochs=epochs,
+        epochs=settings.epochs,
         validation_data=(data.x_val, data.y_val),
         verbose=0,
         callbacks=[
             _Epochs(),
             TFKerasPruningCallback(trial, monitor),
             k.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+                monitor=monitor,
+                mode="max" if maximise else "min",
+                patience=settings.patience,
+                restore_best_weights=True,
             ),
         ],
     )
     fit_seconds = time.perf_counter() - started
-    losses = history.get("train/loss", [])
-    if not losses or not all(math.isfinite(value) for value in losses):
-        raise Diverged(
-            f"trial {trial.number}: training loss became {losses[-1] if losses else 'undefined'}"
-        )
-    values = history[metric]
-    best = max(values) if mode == "max" else min(values)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    path = trial_dir / f"trial-{trial.number:04d}.keras"
+    losses = log.check(trial.number)
+    settings.trial_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.trial_dir / f"trial-{trial.number:04d}.keras"
     model.save(path)
     return TrialResult(
-        value=float(best),
+        value=log.best(settings.metric, maximise),
         epochs=len(losses),
         model_path=path,
-        history=history,
+        history=log.history,
         fit_seconds=fit_seconds,
-        examples_per_s=steady_rate(len(data.x_train), epoch_seconds),
+        examples_per_s=steady_rate(len(data.x_train), log.seconds),
     )
 
 

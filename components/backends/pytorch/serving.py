@@ -7,18 +7,20 @@ one-hot encoded with an out-of-vocabulary slot.
 
 Input: the serving matrix of ``components.training.features.raw_matrix``: the
 numeric features as they are (NaN for a gap), then each categorical feature as
-its position in the vocabulary (``constants["vocabularies"]``); NaN is a gap
+its position in the vocabulary (``constants.vocabularies``); NaN is a gap
 and any other position is out of vocabulary. ``raw_matrix`` builds it from
 a table of raw values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
+
+from components.contracts import Constants
 
 
 class RawFeatureModel(nn.Module):
@@ -29,19 +31,19 @@ class RawFeatureModel(nn.Module):
     scale: torch.Tensor
     fill_positions: torch.Tensor
 
-    def __init__(self, network: nn.Module, constants: Mapping[str, Any]) -> None:
+    def __init__(self, network: nn.Module, constants: Constants) -> None:
         super().__init__()
-        numeric = list(constants["numeric"])
-        categorical = list(constants["categorical"])
-        impute, stats = constants["impute"], constants["stats"]
-        vocabularies = constants["vocabularies"]
+        numeric = list(constants.numeric)
+        categorical = list(constants.categorical)
+        impute, stats = constants.impute, constants.stats
+        vocabularies = constants.vocabularies
         self.network = network
-        self.classification = constants["task"] == "classification"
+        self.classification = constants.classification
         self.numeric = len(numeric)
         self.sizes = [len(vocabularies[name]) for name in categorical]
         self.register_buffer("fill", _floats([impute[name] for name in numeric]))
-        self.register_buffer("mean", _floats([stats[name]["mean"] for name in numeric]))
-        self.register_buffer("scale", _floats([stats[name]["scale"] for name in numeric]))
+        self.register_buffer("mean", _floats([stats[name].mean for name in numeric]))
+        self.register_buffer("scale", _floats([stats[name].scale for name in numeric]))
         # A categorical gap takes the imputed value's vocabulary position.
         self.register_buffer(
             "fill_positions",
@@ -71,6 +73,6 @@ def _floats(values: list[float]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
-def _position(vocabulary: list[str], value: Any) -> float:
+def _position(vocabulary: Sequence[str], value: Any) -> float:
     text = str(value)
     return float(vocabulary.index(text)) if text in vocabulary else -1.0

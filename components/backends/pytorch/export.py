@@ -1,16 +1,14 @@
 """PyTorch exports of the trained network: TorchScript, ``torch.export`` and ONNX.
 
-All wrap :class:`components.train_pytorch.serving.RawFeatureModel`, so they
+All wrap :class:`components.backends.pytorch.serving.RawFeatureModel`, so they
 take the serving matrix with the shared preprocessing inside.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,26 +17,6 @@ TORCHSCRIPT = "model.torchscript.pt"
 EXPORTED = "model.pt2"
 ONNX = "model.onnx"
 OPSET = 17
-
-
-def load_native(model_dir: Path, constants: Mapping[str, Any]) -> torch.nn.Module:
-    """The trained network, from the stage's checkpoint, with the preprocessing in front."""
-    from components.train_pytorch.fit import load_network
-    from components.train_pytorch.serving import RawFeatureModel
-    from components.training.features import target_scale
-    from components.training.search import Hyperparams
-    from components.training.spec import ModelSpec
-
-    description = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    spec_fields = dict(description["spec"])
-    if spec_fields.get("image_shape") is not None:
-        spec_fields["image_shape"] = tuple(spec_fields["image_shape"])
-    spec = ModelSpec(**spec_fields)
-    hyper = Hyperparams(**description["hyperparameters"])
-    network = load_network(
-        model_dir / "best.ckpt", spec, hyper, constants["task"], target_scale(constants)
-    )
-    return RawFeatureModel(network, constants).eval()
 
 
 def export(model: torch.nn.Module, example: np.ndarray, folder: Path) -> dict[str, Path]:

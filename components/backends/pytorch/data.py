@@ -1,24 +1,22 @@
 """The Lightning data module: the clean splits, encoded with the shared preprocessing constants.
 
-It calls ``components.training.features.encode``, the reference the TFX
-Transform graph is tested against, so both frameworks train on the same
-normalised vectors (DESIGN.md fairness rules).
+The arrays come from the training driver, which encodes the splits with
+``components.training.features.encode``, the reference the TFX Transform graph
+is tested against, so both frameworks train on the same normalised vectors
+(DESIGN.md fairness rules).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from components.clean.split import SPLITS
-from components.training.features import encode, targets
+from components.backends.base import SplitArrays
 
 EVAL_BATCH = 1024
 # Rows per Lightning step, rounded down to whole mini-batches: see ``model.TrialModule``.
@@ -62,33 +60,24 @@ class _Chunks(Sampler[torch.Tensor]):
 
 
 class SplitDataModule(pl.LightningDataModule):
-    """The train/val/test splits of ``data_dir`` as model inputs and targets.
+    """The train/val/test splits as model inputs and targets, in memory.
 
-    The splits are read and encoded once (``setup`` is idempotent), so every
-    trial of a study reuses them; ``batch_size`` and ``seed`` are set per trial.
+    The driver encodes the splits once (``features.encode``), so every trial of
+    a study reuses them; ``batch_size`` and ``seed`` are set per trial.
     """
 
-    def __init__(
-        self, data_dir: Path, constants: Mapping[str, Any], batch_size: int = 64, seed: int = 0
-    ) -> None:
+    def __init__(self, arrays: SplitArrays, batch_size: int = 64, seed: int = 0) -> None:
         super().__init__()
-        self.data_dir = Path(data_dir)
-        self.constants = constants
         self.batch_size = batch_size
         self.seed = seed
-        self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read and encode each split once."""
-        for split in SPLITS:
-            if split not in self.arrays:
-                self.arrays[split] = encode_split(
-                    pd.read_parquet(self.data_dir / f"{split}.parquet"), self.constants
-                )
+        self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            "train": (arrays.x_train, arrays.y_train),
+            "val": (arrays.x_val, arrays.y_val),
+            "test": (arrays.x_test, arrays.y_test),
+        }
 
     def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A split's inputs and targets as tensors (sharing memory with the arrays)."""
-        self.setup()
         x, y = self.arrays[split]
         return torch.from_numpy(x), torch.from_numpy(y)
 
@@ -114,10 +103,3 @@ class SplitDataModule(pl.LightningDataModule):
 def chunk_rows(batch_size: int) -> int:
     """Rows per chunk: as many whole mini-batches as fit in ``CHUNK_ROWS``, at least one."""
     return max(1, CHUNK_ROWS // batch_size) * batch_size
-
-
-def encode_split(
-    frame: pd.DataFrame, constants: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray]:
-    """A split's model inputs (float32) and targets (class index, or float32 value)."""
-    return encode(frame, constants), targets(frame, constants)

@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.train_tensorflow.transform_module.preprocessing import INPUTS
+from components.backends.tensorflow.transform_module.preprocessing import INPUTS
 
 
 def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path: Path) -> None:

@@ -1,0 +1,201 @@
+"""The PyTorch backend: Lightning trials, a ``torch.export`` program as the native artifact."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.backends.base import (
+    EAGER,
+    IN_PROCESS,
+    Bundle,
+    FitSettings,
+    Loaded,
+    RuntimeSettings,
+    SplitArrays,
+    onnx_runtime,
+    size_on_disk,
+)
+from components.contracts import Constants, ModelCard
+
+MODEL_FILE = "model.pt2"
+CHECKPOINT = "best.ckpt"
+RUNTIMES = {
+    "torchscript": "TorchScript (torch.jit.load)",
+    "torch_export": "torch.export (torch.export.load().module())",
+    "onnx": "ONNX Runtime (CPU)",
+    EAGER: "the framework's own model called eagerly",
+}
+
+
+class PytorchBackend:
+    """PyTorch through Lightning (see the Protocol in ``components.backends.base``)."""
+
+    name = "pytorch"
+    orchestrator = IN_PROCESS
+    mlflow_flavour = "mlflow.pytorch"
+
+    def __init__(self) -> None:
+        self.device: Any = None
+        self._module: Any = None  # the data module of the arrays last fitted on
+        self._arrays: SplitArrays | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Optuna worker processes receive the backend; they build their own data module.
+        return {**self.__dict__, "_module": None, "_arrays": None}
+
+    def configure(self, runtime: RuntimeSettings) -> dict[str, Any]:
+        """Pick the device; worker processes split the stage's CPU threads between them."""
+        import lightning
+        import torch
+
+        from components.backends.pytorch.fit import Device
+
+        # Lightning announces the accelerators and advertises loggers on every
+        # trial's Trainer; the stage prints its own summary instead.
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        threads = runtime.threads
+        if runtime.workers > 1 and not threads:
+            threads = len(os.sched_getaffinity(0))  # to be shared out between the workers
+        per_worker = max(1, threads // runtime.workers) if threads else 0
+        self.device = Device.detect(runtime.mixed_precision, per_worker)
+        return {
+            "framework": f"torch {torch.__version__}, lightning {lightning.__version__}",
+            "accelerator": self.device.accelerator,
+            "precision": self.device.precision,
+            "threads_per_worker": per_worker or torch.get_num_threads(),
+            "workers": runtime.workers,
+        }
+
+    def fit_trial(
+        self, trial: Any, hyper: Any, spec: Any, data: SplitArrays, settings: FitSettings
+    ) -> Any:
+        """One Lightning fit, checkpointing the best epoch."""
+        from components.backends.pytorch.data import SplitDataModule
+        from components.backends.pytorch.fit import Device, fit_trial
+
+        if self._arrays is not data:  # encoded once per process, reused by every trial
+            self._module, self._arrays = SplitDataModule(data), data
+        device = self.device or Device.detect(
+            settings.runtime.mixed_precision, settings.runtime.threads
+        )
+        return fit_trial(trial, hyper, spec, data=self._module, settings=settings, device=device)
+
+    def load_best(self, path: Path, spec: Any, hyper: Any, constants: Constants) -> Any:
+        """The network of a trial's best-epoch checkpoint."""
+        from components.backends.pytorch.fit import load_network
+        from components.training.features import target_scale
+
+        return load_network(path, spec, hyper, constants.task, target_scale(constants))
+
+    def serving_model(self, network: Any, constants: Constants) -> Any:
+        """``RawFeatureModel``: the preprocessing in tensor ops, then the network."""
+        from components.backends.pytorch.serving import RawFeatureModel
+
+        return RawFeatureModel(network, constants).eval()
+
+    def predict(self, model: Any, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities (rows, classes) or values (rows,)."""
+        import torch
+
+        with torch.inference_mode():
+            values = model(torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)))
+        values = values.numpy()
+        return values if values.ndim == 2 and values.shape[1] > 1 else values.reshape(-1)
+
+    def save(
+        self, network: Any, constants: Constants, folder: Path, best_path: Path
+    ) -> tuple[str, str]:
+        """The serving model as a ``torch.export`` program, and the checkpoint it came from."""
+        import torch
+
+        model = self.serving_model(network, constants)
+        example = torch.zeros((2, len(constants.feature_order)), dtype=torch.float32)
+        program = torch.export.export(
+            model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+        )
+        torch.export.save(program, folder / MODEL_FILE)
+        shutil.copy2(best_path, folder / CHECKPOINT)
+        return MODEL_FILE, "torch.export program; torch.export.load(path).module()(inputs)"
+
+    def requirements(self) -> list[str]:
+        """torch at this version (without a local build tag)."""
+        import torch
+
+        return [f"torch=={torch.__version__.split('+')[0]}"]
+
+    def load(self, card: ModelCard, folder: Path, constants: Constants) -> Loaded:
+        """The saved ``torch.export`` program, preprocessing inside."""
+        import torch
+
+        from components.errors import BakeoffError
+
+        path = folder / card.artifact
+        if not path.is_file():
+            raise BakeoffError(f"{path}: no exported PyTorch model; run train@pytorch first")
+        module = torch.export.load(str(path)).module()
+        return Loaded(self.name, path, size_on_disk(path), lambda m: self.predict(module, m))
+
+    def loggable(self, card: ModelCard, folder: Path, constants: Constants) -> Any:
+        """The eager ``RawFeatureModel`` rebuilt from the folder's checkpoint."""
+        from components.training.search import Hyperparams
+        from components.training.spec import ModelSpec
+
+        spec_fields = dict(card.spec)
+        if spec_fields.get("image_shape") is not None:
+            spec_fields["image_shape"] = tuple(spec_fields["image_shape"])
+        network = self.load_best(
+            folder / CHECKPOINT,
+            ModelSpec(**spec_fields),
+            Hyperparams(**card.hyperparameters),
+            constants,
+        )
+        return self.serving_model(network, constants)
+
+    def export(
+        self,
+        card: ModelCard,
+        folder: Path,
+        constants: Constants,
+        out: Path,
+        example: np.ndarray,
+        threads: int,
+    ) -> Bundle:
+        """TorchScript, ``torch.export`` and ONNX of the checkpoint's network.
+
+        The exports are held to the stage's own ``model.pt2`` (what evaluate
+        scored), so preprocessing rebuilt here from the checkpoint and today's
+        constants cannot drift unnoticed.
+        """
+        from components.backends.pytorch import export as pt_export
+
+        model = self.loggable(card, folder, constants)
+        files = pt_export.export(model, example, out)
+        runtimes = {
+            "torchscript": pt_export.torchscript_runtime(files["torchscript"]),
+            "torch_export": pt_export.torch_export_runtime(files["torch_export"]),
+            "onnx": onnx_runtime(files["onnx"], threads),
+            EAGER: pt_export.eager_runtime(model),
+        }
+        return Bundle(
+            self.name,
+            files,
+            runtimes,
+            self.load(card, folder, constants).call,
+            f"the PyTorch stage's {card.artifact}",
+            runtime_names={name: RUNTIMES[name] for name in runtimes},
+        )
+
+    def limit_threads(self, threads: int) -> None:
+        """torch's intra-op threads."""
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+BACKEND = PytorchBackend()

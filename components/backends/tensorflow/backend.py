@@ -1,0 +1,241 @@
+"""The TensorFlow backend: Keras trials inside the TFX Trainer, a SavedModel as the native artifact."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.backends.base import (
+    EAGER,
+    TFX,
+    Bundle,
+    FitSettings,
+    Loaded,
+    RuntimeSettings,
+    SplitArrays,
+    onnx_runtime,
+    size_on_disk,
+)
+from components.contracts import Constants, ModelCard
+
+CHUNK = 1024  # rows per call when predicting a whole split
+RUNTIMES = {
+    "savedmodel": "TensorFlow (tf.saved_model.load, serving_default)",
+    "tflite": "TFLite interpreter",
+    "tflite_dynamic_range": "TFLite interpreter",
+    "onnx": "ONNX Runtime (CPU)",
+    EAGER: "the framework's own model called eagerly",
+}
+
+
+def environment() -> None:
+    """What TensorFlow must find in the environment before it is imported."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFX 1.16 and TF Transform need Keras 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class TensorflowBackend:
+    """TensorFlow/Keras (see the Protocol in ``components.backends.base``).
+
+    ``transform`` is the TF Transform output the TFX Trainer hands ``run_fn``:
+    the saved model carries its graph, so it serves raw features and tf.Examples.
+    """
+
+    name = "tensorflow"
+    orchestrator = TFX
+    mlflow_flavour = "mlflow.tensorflow"
+
+    def __init__(self, transform: Any = None) -> None:
+        self.transform = transform
+
+    def configure(self, runtime: RuntimeSettings) -> dict[str, Any]:
+        """Threads, GPU memory growth and mixed precision, before any op runs."""
+        environment()
+        import tensorflow as tf
+
+        # The stage's runner configures the process before the pipeline runs; the
+        # Trainer's run_fn configures it again, and TensorFlow refuses to change
+        # its thread pools or devices once they exist, so only what differs is set.
+        threading = tf.config.threading
+        if runtime.threads and threading.get_intra_op_parallelism_threads() != runtime.threads:
+            threading.set_intra_op_parallelism_threads(runtime.threads)
+            threading.set_inter_op_parallelism_threads(max(1, runtime.threads // 2))
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            if not tf.config.experimental.get_memory_growth(gpu):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        if runtime.mixed_precision:
+            from components.backends.tensorflow.model import keras
+
+            keras().mixed_precision.set_global_policy("mixed_float16")
+        return {
+            "framework": f"tensorflow {tf.__version__}",
+            "accelerator": "gpu" if gpus else "cpu",
+            "precision": "mixed_float16" if runtime.mixed_precision and gpus else "float32",
+            "intra_op_threads": threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": threading.get_inter_op_parallelism_threads(),
+            "onednn": _onednn_enabled(),
+        }
+
+    def fit_trial(
+        self, trial: Any, hyper: Any, spec: Any, data: SplitArrays, settings: FitSettings
+    ) -> Any:
+        """One Keras fit with pruning and early stopping; the best epoch's model saved."""
+        from components.backends.tensorflow.fit import fit_trial
+
+        return fit_trial(trial, hyper, spec, data=data, settings=settings)
+
+    def load_best(self, path: Path, spec: Any, hyper: Any, constants: Constants) -> Any:
+        """The Keras model a trial saved."""
+        from components.backends.tensorflow.model import keras
+
+        return keras().models.load_model(path)
+
+    def serving_model(self, network: Any, constants: Constants) -> Any:
+        """A ``tf.Module``: the preprocessing in plain tensor ops, then the Keras model."""
+        from components.backends.tensorflow.export import raw_module
+
+        return raw_module(network, constants)
+
+    def predict(self, model: Any, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities (rows, classes) or values (rows,), ``CHUNK`` rows per call."""
+        import tensorflow as tf
+
+        parts = [
+            model(
+                tf.constant(np.ascontiguousarray(matrix[start : start + CHUNK], np.float32))
+            ).numpy()
+            for start in range(0, len(matrix), CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+    def save(
+        self, network: Any, constants: Constants, folder: Path, best_path: Path
+    ) -> tuple[str, str]:
+        """A SavedModel with the Transform graph in front (TF Serving's layout, once pushed)."""
+        from components.backends.tensorflow.serving import save_serving_model
+
+        if self.transform is None:
+            raise RuntimeError("the TensorFlow backend saves only inside the TFX Trainer")
+        save_serving_model(network, self.transform, constants.label.name, constants.task, folder)
+        return ".", (
+            "TF SavedModel; signatures serving_default (serialized tf.Example), "
+            "serving_raw (one tensor per raw feature), transform_features"
+        )
+
+    def requirements(self) -> list[str]:
+        """tensorflow and tf-keras at these versions."""
+        import tensorflow as tf
+
+        from components.backends.tensorflow.model import keras
+
+        return [f"tensorflow=={tf.__version__}", f"tf-keras=={keras().__version__}"]
+
+    def load(self, card: ModelCard, folder: Path, constants: Constants) -> Loaded:
+        """The pushed SavedModel through its ``serving_raw`` signature (the Transform graph inside)."""
+        environment()
+        import tensorflow as tf
+
+        from components.errors import BakeoffError
+
+        path = folder / card.artifact
+        if not (path / "saved_model.pb").is_file():
+            raise BakeoffError(f"{path}: no SavedModel; run train@tensorflow first")
+        signature = tf.saved_model.load(str(path)).signatures["serving_raw"]
+        specs = signature.structured_input_signature[1]
+        numeric, categorical = list(constants.numeric), list(constants.categorical)
+        output = "probabilities" if constants.classification else "value"
+
+        def call(matrix: np.ndarray) -> np.ndarray:
+            inputs = {}
+            for column, name in enumerate(numeric):
+                inputs[name] = tf.constant(matrix[:, column], dtype=specs[name].dtype)
+            for column, name in enumerate(categorical, start=len(numeric)):
+                inputs[name] = tf.constant(_category_names(matrix[:, column], name, constants))
+            values = signature(**inputs)[output].numpy()
+            return values if output == "probabilities" else values.reshape(-1)
+
+        return Loaded(self.name, path, size_on_disk(path), call)
+
+    def loggable(self, card: ModelCard, folder: Path, constants: Constants) -> Any:
+        """The Keras model of the SavedModel with the plain-tensor preprocessing in front."""
+        environment()
+        from components.backends.tensorflow.export import load_keras
+
+        return self.serving_model(load_keras(folder / card.artifact), constants)
+
+    def export(
+        self,
+        card: ModelCard,
+        folder: Path,
+        constants: Constants,
+        out: Path,
+        example: np.ndarray,
+        threads: int,
+    ) -> Bundle:
+        """SavedModel, TFLite (float and dynamic-range), ONNX; held to the pushed SavedModel."""
+        return formats(
+            self.loggable(card, folder, constants),
+            out,
+            threads,
+            self.load(card, folder, constants).call,
+            f"TFX SavedModel {card.artifact} (serving_raw)",
+        )
+
+    def limit_threads(self, threads: int) -> None:
+        """TensorFlow's intra- and inter-op thread pools (before it runs anything)."""
+        environment()
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def formats(module: Any, out: Path, threads: int, reference: Any, reference_name: str) -> Bundle:
+    """Every TensorFlow format of a serving module (``export.raw_module``), with its runtimes."""
+    from components.backends.tensorflow import export as tf_export
+
+    files = tf_export.export(module, out)
+    runtimes = {
+        "savedmodel": tf_export.saved_model_runtime(files["savedmodel"]),
+        "tflite": tf_export.tflite_runtime(files["tflite"], threads),
+        "tflite_dynamic_range": tf_export.tflite_runtime(files["tflite_dynamic_range"], threads),
+        "onnx": onnx_runtime(files["onnx"], threads),
+        EAGER: tf_export.eager_runtime(module),
+    }
+    return Bundle(
+        TensorflowBackend.name,
+        files,
+        runtimes,
+        reference,
+        reference_name,
+        runtime_names={name: RUNTIMES[name] for name in runtimes},
+        quantised=frozenset({"tflite_dynamic_range"}),
+    )
+
+
+def _category_names(positions: np.ndarray, name: str, constants: Constants) -> np.ndarray:
+    """Vocabulary positions back to the raw strings the Transform graph looks up."""
+    vocabulary = list(constants.vocabularies[name])
+    known = ~np.isnan(positions) & (positions >= 0) & (positions < len(vocabulary))
+    known &= np.floor(np.nan_to_num(positions)) == np.nan_to_num(positions)
+    names = np.full(len(positions), "\0unknown", dtype=object)
+    names[np.isnan(positions)] = str(constants.impute[name])
+    names[known] = [vocabulary[int(p)] for p in positions[known]]
+    return names.astype(str).astype(object)
+
+
+def _onednn_enabled() -> bool | None:
+    """TensorFlow's own answer to whether oneDNN kernels are on; None where it cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+BACKEND = TensorflowBackend()

@@ -1,0 +1,56 @@
+"""Per-epoch bookkeeping both frameworks' callbacks share: values, wall time, divergence.
+
+A framework's own callback calls :meth:`EpochLog.begin` and :meth:`EpochLog.end`
+from its epoch hooks; the recording, the MLflow logging and the check for a
+non-finite loss are written once, here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from components.training.study import Diverged
+
+
+@dataclass
+class EpochLog:
+    """Each epoch's ``split/metric`` values and seconds (validation included)."""
+
+    log_to_mlflow: bool = True
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+    diverged: bool = False
+    _began: float = 0.0
+
+    def begin(self) -> None:
+        """An epoch starts."""
+        self._began = time.perf_counter()
+
+    def end(self, values: dict[str, float], epoch: int) -> bool:
+        """An epoch ended with ``values``; True when training must stop (the loss diverged)."""
+        self.seconds.append(time.perf_counter() - self._began)
+        for name, value in values.items():
+            self.history.setdefault(name, []).append(value)
+        if self.log_to_mlflow:
+            import mlflow
+
+            mlflow.log_metrics(values, step=epoch)
+        if not math.isfinite(values.get("train/loss", 0.0)):
+            self.diverged = True
+        return self.diverged
+
+    def check(self, trial: int) -> list[float]:
+        """The training losses; raises :class:`Diverged` when there are none or one is not finite."""
+        losses = self.history.get("train/loss", [])
+        if self.diverged or not losses or not all(math.isfinite(v) for v in losses):
+            raise Diverged(
+                f"trial {trial}: training loss became {losses[-1] if losses else 'undefined'}"
+            )
+        return losses
+
+    def best(self, metric: str, maximise: bool) -> float:
+        """The best value of ``metric`` over the epochs."""
+        values = self.history[metric]
+        return float(max(values) if maximise else min(values))
