@@ -36,6 +36,7 @@ class IngestParams:
     features: tuple[str, ...] | None
     ignore: tuple[str, ...]
     image_shape: tuple[int, int] | None
+    csv: sources.CsvFormat = sources.DEFAULT_CSV
 
     @classmethod
     def from_section(cls, raw: dict[str, Any], root: Path = Path(".")) -> IngestParams:
@@ -70,7 +71,38 @@ class IngestParams:
             features=names(raw.get("features", "auto"), "ingest.features"),
             ignore=names(raw.get("ignore"), "ingest.ignore") or (),
             image_shape=tuple(shape) if shape else None,
+            csv=_csv_format(raw),
         )
+
+
+def _csv_format(raw: dict[str, Any]) -> sources.CsvFormat:
+    encoding = raw.get("encoding", "utf-8")
+    try:
+        # Also refuses codecs that are not text encodings, such as base64.
+        "".encode(encoding if isinstance(encoding, str) else "")
+    except LookupError:
+        raise ParamsError(
+            "ingest.encoding",
+            f"expected a text encoding such as utf-8, latin-1 or cp1252; found {encoding!r}",
+        ) from None
+    delimiter = raw.get("delimiter", "auto")
+    if delimiter != "auto" and (
+        not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'
+    ):
+        raise ParamsError(
+            "ingest.delimiter",
+            f"expected 'auto' or one character such as ',', ';', '\\t' or '|'; found {delimiter!r}",
+        )
+    na_values = raw.get("na_values", list(sources.NA_VALUES))
+    if not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values):
+        raise ParamsError(
+            "ingest.na_values", f"expected a list of strings that mark a gap; found {na_values!r}"
+        )
+    return sources.CsvFormat(
+        encoding=encoding,
+        delimiter=None if delimiter == "auto" else delimiter,
+        na_values=tuple(na_values),
+    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +146,9 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
             paths = [params.path]
         else:
             paths = sources.landing_files(params.path, shown_path(params.path, shown_root))
-        batches = [sources.read_table(path, shown_path(path, shown_root)) for path in paths]
+        batches = [
+            sources.read_table(path, shown_path(path, shown_root), params.csv) for path in paths
+        ]
         source = {"kind": params.source, "path": shown_path(params.path, shown_root)}
 
     frame = combine(batches)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import importlib.util
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,27 @@ from components.errors import DataError
 SOURCE_FILE = columns.SOURCE_FILE
 SOURCE_ROW = columns.SOURCE_ROW
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+DELIMITERS = ",;\t|"
+NA_VALUES = ("", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "NULL", "null")
+# Enough lines of a CSV to tell its delimiter; the header alone may hold one column.
+SNIFF_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How CSV files are read: their encoding, delimiter (None: detected) and gap markers."""
+
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    na_values: tuple[str, ...] = NA_VALUES
+
+    @property
+    def text_encoding(self) -> str:
+        """The encoding files are opened with: UTF-8 skips a byte-order mark."""
+        return "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+
+
+DEFAULT_CSV = CsvFormat()
 
 
 @dataclass(frozen=True)
@@ -113,7 +136,7 @@ def builtin_sha256(name: str) -> str:
     return digest.hexdigest()
 
 
-def read_table(path: Path, shown_as: str) -> Batch:
+def read_table(path: Path, shown_as: str, csv_format: CsvFormat = DEFAULT_CSV) -> Batch:
     """Read one CSV or Parquet file; unreadable or empty files fail naming the file."""
     suffix = path.suffix.lower()
     if suffix not in READABLE_SUFFIXES:
@@ -122,8 +145,7 @@ def read_table(path: Path, shown_as: str) -> Batch:
         raise DataError(shown_as, "file not found")
     try:
         if suffix == ".csv":
-            _check_header(path, shown_as)
-            frame = pd.read_csv(path, skipinitialspace=True)
+            frame = _read_csv(path, shown_as, csv_format)
         else:
             # Checked on the schema first: pyarrow aborts the process when it
             # converts a table with repeated field names.
@@ -131,7 +153,13 @@ def read_table(path: Path, shown_as: str) -> Batch:
             frame = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(shown_as, "empty file: expected a header and rows; found nothing") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pa.ArrowException, OSError) as err:
+    except UnicodeDecodeError as err:
+        raise DataError(
+            shown_as,
+            f"expected text in {csv_format.encoding} (set ingest.encoding); "
+            f"found byte {err.object[err.start : err.start + 1]!r} at byte {err.start}",
+        ) from None
+    except (pd.errors.ParserError, pa.ArrowException, OSError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(shown_as, f"unreadable: {detail}") from None
     if frame.shape[1] == 0 or len(frame) == 0:
@@ -142,11 +170,49 @@ def read_table(path: Path, shown_as: str) -> Batch:
     return Batch(record, _with_lineage(frame, shown_as))
 
 
-def _check_header(path: Path, shown_as: str) -> None:
+def _read_csv(path: Path, shown_as: str, csv_format: CsvFormat) -> pd.DataFrame:
+    encoding = csv_format.text_encoding
+    with path.open(newline="", encoding=encoding) as handle:
+        sample = handle.read(SNIFF_CHARS)
+    if not sample.strip():
+        raise pd.errors.EmptyDataError
+    delimiter = csv_format.delimiter or sniff_delimiter(sample)
     # pandas renames a repeated CSV header ("x", "x.1"); the file's own header tells.
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        header = next(csv.reader(handle), [])
+    header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
     _check_names([name.strip() for name in header], shown_as)
+    frame = pd.read_csv(
+        path,
+        sep=delimiter,
+        encoding=encoding,
+        skipinitialspace=True,
+        # Only the declared markers are gaps: pandas' own list would also turn
+        # a category such as "None" or "nan" into a missing value.
+        keep_default_na=False,
+        na_values=list(csv_format.na_values),
+    )
+    if frame.shape[1] == 1:
+        joined = [mark for mark in DELIMITERS if mark in str(frame.columns[0])]
+        if joined:
+            raise DataError(
+                shown_as,
+                f"expected columns separated by {delimiter!r}; found one column named "
+                f"{str(frame.columns[0])!r} (set ingest.delimiter, e.g. to {joined[0]!r})",
+            )
+    return frame
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter of a CSV sample (one of ``DELIMITERS``); a comma when none stands out."""
+    # A line cut off at the end of the sample would disturb the count.
+    lines = sample.splitlines(keepends=True)
+    whole = "".join(lines[:-1]) if len(lines) > 1 and not sample.endswith("\n") else sample
+    try:
+        return csv.Sniffer().sniff(whole, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = lines[0] if lines else ""
+        counts = {mark: header.count(mark) for mark in DELIMITERS}
+        best = max(counts, key=lambda mark: counts[mark])
+        return best if counts[best] else ","
 
 
 def _check_names(names: list[str], shown_as: str) -> None:

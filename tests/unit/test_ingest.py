@@ -10,7 +10,15 @@ import pytest
 
 from components.errors import DataError, ParamsError
 from components.ingest import sources
-from components.ingest.core import IngestParams, combine, infer_label, infer_task, ingest, manifest
+from components.ingest.core import (
+    IngestParams,
+    combine,
+    infer_label,
+    infer_task,
+    ingest,
+    manifest,
+    source_files,
+)
 from tests.conftest import tiny_frame
 
 
@@ -249,3 +257,109 @@ def test_bad_feature_lists(tmp_path, features, message):
 def test_user_columns_starting_with_an_underscore_are_data(tmp_path):
     tiny_frame().rename(columns={"x1": "_x1"}).to_csv(tmp_path / "t.csv", index=False)
     assert "_x1" in ingest(params_for(source="file", path=str(tmp_path / "t.csv"))).features
+
+
+# -- CSV files as people export them -----------------------------------------
+
+
+def read_csv_text(tmp_path: Path, text: str | bytes, **raw) -> pd.DataFrame:
+    path = tmp_path / "export.csv"
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(text)
+    return ingest(params_for(source="file", path=str(path), **raw), shown_root=tmp_path).frame
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_the_delimiter_is_detected(tmp_path, delimiter):
+    rows = ["a,b,colour,label", "1.5,2,red,0", "2.5,3,blue,1", "3.5,4,red,0"]
+    frame = read_csv_text(tmp_path, "\n".join(r.replace(",", delimiter) for r in rows) + "\n")
+    assert list(frame.columns[:4]) == ["a", "b", "colour", "label"]
+    assert frame["a"].tolist() == [1.5, 2.5, 3.5]
+
+
+def test_a_byte_order_mark_is_stripped_from_a_semicolon_file(tmp_path):
+    frame = read_csv_text(tmp_path, "\ufeffa;b;label\r\n1,5;2;x\r\n3;4;y\r\n".encode())
+    assert list(frame.columns[:3]) == ["a", "b", "label"]
+    assert frame["a"].tolist() == ["1,5", "3"]
+
+
+def test_quoted_fields_keep_embedded_newlines_and_delimiters(tmp_path):
+    text = 'note,x,label\n"two\nlines, one comma",1,a\n"plain",2,b\n"say ""hi""",3,a\n'
+    frame = read_csv_text(tmp_path, text)
+    assert frame["note"].tolist() == ["two\nlines, one comma", "plain", 'say "hi"']
+    assert frame["x"].tolist() == [1, 2, 3]
+    assert frame[sources.SOURCE_ROW].tolist() == [1, 2, 3]
+
+
+def test_a_declared_delimiter_is_used(tmp_path):
+    text = "a,b;label\n1,5;x\n2,5;y\n"
+    assert sources.sniff_delimiter(text) == ","  # both fit; detection prefers the comma
+    frame = read_csv_text(tmp_path, text, delimiter=";")
+    assert list(frame.columns[:2]) == ["a,b", "label"]
+    assert frame["a,b"].tolist() == ["1,5", "2,5"]
+
+
+def test_a_header_read_as_one_joined_column_names_the_fix(tmp_path):
+    with pytest.raises(
+        DataError,
+        match=r"^export.csv: expected columns separated by ','; found one column named "
+        r"'a;b;label' \(set ingest.delimiter, e.g. to ';'\)$",
+    ):
+        read_csv_text(tmp_path, "a;b;label\n1;2;0\n3;4;1\n", delimiter=",")
+
+
+def test_only_the_declared_markers_are_gaps(tmp_path):
+    text = "kind,x,label\nNone,1,a\nnan,NA,b\nN/A,null,a\n,2,b\n-,#N/A,a\n"
+    frame = read_csv_text(tmp_path, text)
+    assert frame["kind"].tolist()[0] == "None" and frame["kind"].tolist()[4] == "-"
+    assert frame["kind"].isna().tolist() == [False, True, True, True, False]
+    assert frame["x"].isna().tolist() == [False, True, True, False, True]
+    assert frame["x"].dtype == np.float64
+
+
+def test_the_gap_markers_are_a_param(tmp_path):
+    frame = read_csv_text(tmp_path, "kind,x,label\nNA,?,a\nb,1,b\n", na_values=["?"])
+    assert frame["kind"].tolist() == ["NA", "b"]
+    assert frame["x"].isna().tolist() == [True, False]
+
+
+def test_a_declared_encoding_is_used(tmp_path):
+    text = "name,x,label\ncafé,1,a\nnaïve,2,b\n".encode("latin-1")
+    frame = read_csv_text(tmp_path, text, encoding="latin-1")
+    assert frame["name"].tolist() == ["café", "naïve"]
+
+
+def test_bytes_the_encoding_cannot_decode_name_the_param(tmp_path):
+    with pytest.raises(
+        DataError,
+        match=r"^export.csv: expected text in utf-8 \(set ingest.encoding\); "
+        r"found byte b'\\xe9' at byte 16$",
+    ):
+        read_csv_text(tmp_path, "name,x,label\ncaf\xe9,1,a\n".encode("latin-1"))
+
+
+def test_the_recorded_hash_is_of_the_files_bytes_as_they_are(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffa;label\n1;x\n2;y\n".encode())
+    params = params_for(source="file", path=str(path))
+    snapshot = ingest(params, shown_root=tmp_path)
+    assert snapshot.files[0].sha256 == sources.sha256_of(path)
+    assert source_files(params, tmp_path) == {"bom.csv": sources.sha256_of(path)}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"encoding": "klingon"}, "ingest.encoding: expected a text encoding such as utf-8"),
+        ({"encoding": "base64"}, "ingest.encoding: expected a text encoding such as utf-8"),
+        ({"delimiter": ";;"}, r"ingest.delimiter: expected 'auto' or one character such as"),
+        ({"delimiter": '"'}, r"ingest.delimiter: expected 'auto' or one character such as"),
+        ({"na_values": "NA"}, r"ingest.na_values: expected a list of strings that mark a gap"),
+        ({"na_values": [None]}, r"ingest.na_values: expected a list of strings that mark a gap"),
+    ],
+)
+def test_bad_csv_params_name_the_key(raw, message):
+    with pytest.raises(ParamsError, match=message):
+        IngestParams.from_section(raw)
