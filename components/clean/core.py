@@ -202,6 +202,8 @@ def clean(
             snapshot_name,
             f"split '{empty[0]}' is empty: {len(kept_rows)} usable rows are too few for the fractions in clean.split",
         )
+    if schema.task == "classification":
+        _check_classes(values[schema.label], kept_rows, rows_of["train"], snapshot_name)
     # Each split is taken from the typed frame once, by position: no intermediate copies
     # of the whole table.
     positions = [values.columns.get_loc(column) for column in schema.used]
@@ -224,9 +226,9 @@ def clean(
         if SOURCE_FILE in raw:
             part.insert(1, SOURCE_FILE, raw[SOURCE_FILE].array.take(rows))
             part.insert(2, SOURCE_ROW, raw[SOURCE_ROW].to_numpy()[rows])
-    constants = Constants.from_dict(
-        preprocessing.constants(splits["train"], schema, impute, manifest.get("image_shape"))
-    )
+    computed = preprocessing.constants(splits["train"], schema, impute, manifest.get("image_shape"))
+    _check_finite(computed, snapshot_name)
+    constants = Constants.from_dict(computed)
     quarantine = _quarantine(raw, violations, dropped)
     report = _report(
         total=total,
@@ -242,6 +244,62 @@ def clean(
         drift=drift,
     )
     return CleanResult(splits, quarantine, schema, inferred, constants, report)
+
+
+def _check_classes(
+    label: pd.Series, usable: np.ndarray, train: np.ndarray, snapshot_name: str
+) -> None:
+    """A classifier needs two classes, and every class it will be scored on, in its train split."""
+    overall = _class_counts(label, usable)
+    if len(overall) < 2:
+        raise DataError(
+            snapshot_name,
+            f"classification: expected at least two classes; found only {overall.index[0]!r} "
+            f"in all {len(usable)} usable rows",
+            column=str(label.name),
+        )
+    in_train = _class_counts(label, train)
+    if len(in_train) < 2:
+        raise DataError(
+            snapshot_name,
+            f"classification: expected at least two classes in the train split; found only "
+            f"{in_train.index[0]!r} in its {len(train)} rows ({len(overall)} classes in all "
+            "usable rows: add rows of the others)",
+            column=str(label.name),
+        )
+    absent = [value for value in overall.index if value not in in_train.index]
+    if absent:
+        rows = int(overall[absent[0]])
+        raise DataError(
+            snapshot_name,
+            f"classification: expected every class in the train split; class {absent[0]!r} has "
+            f"{rows} usable row{'s' if rows != 1 else ''}, none in train "
+            "(add rows of it, or leave it out of the schema's allowed labels)",
+            column=str(label.name),
+        )
+
+
+def _class_counts(label: pd.Series, rows: np.ndarray) -> pd.Series:
+    # Fewest rows first, ties by value; integral numbers shown as integers.
+    values = label.iloc[rows]
+    if pd.api.types.is_float_dtype(values) and bool((values % 1 == 0).all()):
+        values = values.astype("int64")
+    counts = values.value_counts()
+    ordered = sorted(counts.items(), key=lambda item: (item[1], str(item[0])))
+    return pd.Series(dict(ordered), dtype="int64")
+
+
+def _check_finite(computed: dict[str, Any], snapshot_name: str) -> None:
+    label = computed["label"]
+    moments = {**computed["stats"], **({label["name"]: label} if "mean" in label else {})}
+    for column, stat in moments.items():
+        if not (np.isfinite(stat["mean"]) and np.isfinite(stat["std"])):
+            raise DataError(
+                snapshot_name,
+                "preprocessing: expected a finite mean and standard deviation over the train "
+                f"split; found mean {stat['mean']}, std {stat['std']}",
+                column=column,
+            )
 
 
 def _violations(raw: pd.DataFrame, values: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:

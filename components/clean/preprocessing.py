@@ -6,8 +6,10 @@ the Lightning data module apply exactly these statistics and vocabularies.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from components import columns as kinds
@@ -40,11 +42,8 @@ def constants(
     categorical = [n for n in schema.features if schema.columns[n].kind == kinds.STRING]
     stats = {}
     for name in numeric:
-        column = train[name].astype("float64")
-        # Population deviation (ddof=0), as Keras' Normalization layer and TF
-        # Transform's scale_to_z_score compute it.
-        std = float(column.std(ddof=0)) if len(column) else 0.0
-        stats[name] = {"mean": float(column.mean()), "std": std, "scale": std if std > 0 else 1.0}
+        mean, std = moments(train[name])
+        stats[name] = {"mean": mean, "std": std, "scale": std if std > 0 else 1.0}
     vocabularies = {
         name: [str(v) for v in _by_frequency(train[name].value_counts())] for name in categorical
     }
@@ -53,9 +52,7 @@ def constants(
     if schema.task == "classification":
         label["classes"] = list(label_spec.allowed or sorted(train[schema.label].unique().tolist()))
     else:
-        target = train[schema.label].astype("float64")
-        label["mean"] = float(target.mean())
-        label["std"] = float(target.std(ddof=0))
+        label["mean"], label["std"] = moments(train[schema.label])
     return {
         "version": PREPROCESSING_VERSION,
         "dataset": schema.dataset,
@@ -70,6 +67,30 @@ def constants(
         "image_shape": image_shape,
         "train_rows": len(train),
     }
+
+
+def moments(values: pd.Series) -> tuple[float, float]:
+    """Mean and population standard deviation, finite for any finite values.
+
+    The deviation is the population one (ddof=0), as Keras' Normalization layer
+    and TF Transform's scale_to_z_score compute it. The values are first scaled
+    by the power of two nearest their largest magnitude: exact in binary
+    floating point, so ordinary columns get the same numbers as unscaled, while
+    neither the sum nor the squares of values such as 1e308 (or 1e-300) can
+    overflow (or vanish). Infinite or missing values give a non-finite result.
+    """
+    column = values.astype("float64")
+    if len(column) == 0:
+        return math.nan, 0.0
+    peak = float(column.abs().max())
+    if not math.isfinite(peak) or peak == 0:
+        return float(column.mean()), float(column.std(ddof=0))
+    exponent = math.frexp(peak)[1]
+    scaled = pd.Series(np.ldexp(column.to_numpy(), -exponent))
+    return (
+        math.ldexp(float(scaled.mean()), exponent),
+        math.ldexp(float(scaled.std(ddof=0)), exponent),
+    )
 
 
 def _by_frequency(counts: pd.Series) -> list[Any]:

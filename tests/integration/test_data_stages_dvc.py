@@ -158,3 +158,33 @@ def test_bad_params_fail_with_the_key(repo):
         "bakeoff ingest: error: params.yaml: ingest.source: "
         "expected one of builtin, file, landing; found 'ftp'"
     )
+
+
+def test_a_spreadsheet_export_is_read_and_a_one_class_label_refused(repo):
+    landing = use_landing(repo)
+    messy = tiny_frame(400, seed=1)
+    messy["colour"] = messy["colour"].astype(object)
+    messy.loc[:19, "colour"] = "None"  # a category, not a gap
+    messy.loc[20, "colour"] = "dark\nred; quoted"
+    messy.loc[[30, 31], "x1"] = np.nan
+    export = landing / "export.csv"
+    messy.to_csv(export, sep=";", index=False, na_rep="NA", encoding="utf-8-sig")
+    run(["dvc", "repro", "clean"], repo)
+    manifest = json.loads((repo / "data/raw/manifest.json").read_text())
+    assert manifest["features"] == ["x1", "x2", "colour"]
+    assert manifest["rows"] == 400
+    report = json.loads((repo / "reports/data_quality.json").read_text())
+    assert report["checks"]["missing"]["by_column"] == {"x1": 2}
+    assert report["rows"]["kept"] == 400
+    vocabulary = json.loads((repo / "data/clean/preprocessing.json").read_text())["vocabularies"]
+    assert "None" in vocabulary["colour"]
+    snapshot = pd.read_parquet(repo / "data/raw/snapshot.parquet")
+    assert snapshot["colour"].tolist()[18:21] == ["None", "None", "dark\nred; quoted"]
+
+    messy.assign(label=0).to_csv(export, sep=";", index=False, na_rep="NA", encoding="utf-8-sig")
+    failed = run(["dvc", "repro", "clean"], repo, check=False)
+    errors = [line for line in failed.stderr.splitlines() if "error:" in line]
+    assert errors == [
+        "bakeoff clean: error: data/raw/snapshot.parquet: column 'label': classification: "
+        "expected at least two classes; found only 0 in all 400 usable rows"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -466,3 +467,134 @@ def test_underscored_number_parses_as_pandera_does(frame):
     result = run_clean(frame, max_quarantine_share=1.0)
     assert result.report["checks"]["wrong_type"]["rows"] == 0
     assert result.report["checks"]["out_of_range"]["by_column"] == {"x1": 1}
+
+
+# -- numbers of extreme magnitude ------------------------------------------
+
+
+@pytest.mark.parametrize("big", [1e308, -1e308, 1.7e308, 1e200])
+def test_extreme_magnitudes_give_finite_constants(frame, big):
+    frame.loc[:9, "x1"] = big
+    result = run_clean(frame, schema=schema_of(frame))
+    stats = result.preprocessing.to_dict()["stats"]["x1"]
+    assert np.isfinite(stats["mean"]) and np.isfinite(stats["std"])
+    assert stats["std"] > 0
+    assert result.report["rows"]["quarantined"] == 0
+    json.dumps(result.preprocessing.to_dict(), allow_nan=False)  # what the stage writes
+
+
+def test_extreme_regression_labels_give_finite_constants(frame):
+    frame["label"] = frame["x1"] * 1e307
+    result = clean(
+        raw_of(frame),
+        manifest_of(task="regression"),
+        schema_of(frame, task="regression"),
+        params(),
+        snapshot_name="s",
+        schema_name="t",
+    )
+    label = result.preprocessing.to_dict()["label"]
+    assert np.isfinite(label["mean"]) and np.isfinite(label["std"])
+
+
+def test_a_statistic_that_cannot_be_finite_is_refused_naming_the_column(frame):
+    # Clipping to a lower bound alone leaves +inf as it was.
+    schema = schema_of(frame)
+    schema.columns["x2"] = dataclasses.replace(schema.columns["x2"], maximum=None)
+    frame.loc[:9, "x2"] = np.inf
+    with pytest.raises(
+        DataError,
+        match=r"^s: column 'x2': preprocessing: expected a finite mean and standard deviation "
+        r"over the train split; found mean inf, std nan$",
+    ):
+        clean(
+            raw_of(frame),
+            manifest_of(),
+            schema,
+            params(policies={"out_of_range": "clip"}),
+            snapshot_name="s",
+            schema_name="t",
+        )
+
+
+# -- classes ---------------------------------------------------------------
+
+
+def test_a_single_class_label_is_refused(frame):
+    frame["label"] = 2
+    with pytest.raises(
+        DataError,
+        match=r"^data/raw/snapshot.parquet: column 'label': classification: expected at least two "
+        r"classes; found only 2 in all 60 usable rows$",
+    ):
+        run_clean(frame, schema=schema_of(frame))
+
+
+def test_a_single_class_string_label_is_refused_after_quarantine(frame):
+    frame["label"] = "yes"
+    frame.loc[0, "label"] = None  # a gap in the label: its row is dropped, one class is left
+    kwargs = {"snapshot_name": "s", "schema_name": "t"}
+    with pytest.raises(
+        DataError,
+        match=r"^s: column 'label': classification: expected at least two classes; "
+        r"found only 'yes' in all 59 usable rows$",
+    ):
+        clean(raw_of(frame), manifest_of(), None, params(), **kwargs)
+
+
+BY_X1 = {"split": {"key": ["x1"]}}  # a row's split no longer depends on its label
+
+
+def split_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's split by its source row."""
+    result = run_clean(frame, schema=schema_of(frame), **BY_X1)
+    return pd.Series(
+        {row: name for name, part in result.splits.items() for row in part[SOURCE_ROW]}
+    ).sort_index()
+
+
+def test_a_single_class_in_the_train_split_is_refused(frame):
+    where = split_of(frame)
+    train = (where == "train").to_numpy()
+    frame["label"] = np.where(train, 0, 1)
+    with pytest.raises(
+        DataError,
+        match=r"column 'label': classification: expected at least two classes in the train "
+        rf"split; found only 0 in its {train.sum()} rows \(2 classes in all usable rows",
+    ):
+        run_clean(frame, schema=schema_of(frame), **BY_X1)
+
+
+def test_a_class_absent_from_the_train_split_is_refused(frame):
+    where = split_of(frame)
+    rare = int(np.flatnonzero((where != "train").to_numpy())[0])
+    frame.loc[rare, "label"] = 7
+    with pytest.raises(
+        DataError,
+        match=r"column 'label': classification: expected every class in the train split; "
+        r"class 7 has 1 usable row, none in train",
+    ):
+        run_clean(frame, schema=schema_of(frame), **BY_X1)
+
+
+def test_classes_are_not_checked_for_regression(frame):
+    frame["label"] = 4.5
+    result = clean(
+        raw_of(frame),
+        manifest_of(task="regression"),
+        schema_of(frame, task="regression"),
+        params(),
+        snapshot_name="s",
+        schema_name="t",
+    )
+    assert result.preprocessing.to_dict()["label"]["std"] == 0.0
+
+
+def test_numbers_beyond_float_range_written_as_text_are_out_of_range(frame):
+    frame["x2"] = frame["x2"].astype(object)
+    frame.loc[4, "x2"] = "1e309"  # reads as inf
+    frame.loc[5, "x2"] = "-inf"
+    result = run_clean(frame)
+    assert result.report["checks"]["out_of_range"]["by_column"] == {"x2": 2}
+    assert result.report["checks"]["wrong_type"]["rows"] == 0
+    assert sorted(result.quarantine[SOURCE_ROW]) == [5, 6]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.clean.preprocessing import constants, impute_values
+from components.clean.preprocessing import constants, impute_values, moments
 from components.clean.schema import infer_schema
 from tests.conftest import tiny_frame
 
@@ -52,3 +52,36 @@ def test_vocabulary_ties_break_by_value():
         "b",
         "z",
     ]
+
+
+def test_moments_equal_pandas_on_ordinary_columns():
+    rng = np.random.default_rng(0)
+    for scale in (1e-6, 1.0, 1e6):
+        column = pd.Series(rng.normal(3, 2, 500) * scale)
+        assert moments(column) == (float(column.mean()), float(column.std(ddof=0)))
+
+
+@pytest.mark.parametrize(
+    ("values", "mean", "std"),
+    [
+        ([1e308, -1e308], 0.0, 1e308),
+        ([2.0**1020] * 3, 2.0**1020, 0.0),
+        ([1e200, 0.0], 5e199, 5e199),
+        ([1e-310, 3e-310], 2e-310, 1e-310),
+        ([0.0, 0.0], 0.0, 0.0),
+    ],
+)
+def test_moments_of_extreme_magnitudes_are_finite(values, mean, std):
+    found = moments(pd.Series(values))
+    assert found == pytest.approx((mean, std), rel=1e-9, abs=0)
+
+
+def test_extreme_values_give_a_finite_scale():
+    train = tiny_frame(20)
+    train.loc[:4, "x1"] = 1e308
+    schema = infer_schema(
+        train, dataset="t", label="label", task="classification", features=("x1",), range_margin=0
+    )
+    stats = constants(train, schema, impute_values(train, schema), None)["stats"]["x1"]
+    assert np.isfinite([stats["mean"], stats["std"], stats["scale"]]).all()
+    assert stats["scale"] == stats["std"] > 0
