@@ -523,8 +523,11 @@ def test_beam_options_from_params_follow_and_override_the_direct_runners():
         TensorflowParams.from_section({"beam_args": "--runner=FlinkRunner"})
 
 
-def _host(storage: str, tracking_db: str, host: str, trials: int, started) -> None:
-    """One host's stage: its own process, host name and tracking store, the shared study."""
+def _host(storage: str, tracking_db: str, host: str, trials: int, started, wait_for=None) -> None:
+    """One host's stage: its own process, host name and tracking store, the shared study.
+
+    With ``wait_for``, its trials finish only once that event is set (at most 120 s).
+    """
     import time as clock
     from unittest import mock
 
@@ -534,6 +537,8 @@ def _host(storage: str, tracking_db: str, host: str, trials: int, started) -> No
 
     def fit(trial, hyper, spec):
         started.set()  # this host has a trial RUNNING in the shared study
+        if wait_for is not None:
+            wait_for.wait(120)
         clock.sleep(1.5)
         return TrialResult(value=hyper.learning_rate, epochs=1, model_path=Path(host))
 
@@ -561,9 +566,18 @@ def test_a_second_host_joins_a_running_study_and_both_stop_at_the_budget(postgre
     first_running = context.Event()
     second_running = context.Event()
     budget = 6
+    # The first host's first trial stays RUNNING until the second host runs one, so
+    # the second joins a live study however slowly its process starts.
     first = context.Process(
         target=_host,
-        args=(storage, str(tmp_path / "a" / "mlflow.db"), "host-a", budget, first_running),
+        args=(
+            storage,
+            str(tmp_path / "a" / "mlflow.db"),
+            "host-a",
+            budget,
+            first_running,
+            second_running,
+        ),
     )
     second = context.Process(
         target=_host,
