@@ -344,7 +344,7 @@ class TrainingMetrics:
     best_fit_seconds: float
     train_examples_per_s: float
     parameters: int
-    training_seconds: float
+    training_seconds: float  # the study's wall time
     test: Mapping[str, float]
     trials: Mapping[str, int]
     blessed: bool
@@ -358,6 +358,8 @@ class TrainingMetrics:
     runtime: Mapping[str, Any] = field(default_factory=dict)
     study: str = ""  # the Optuna study's name
     data_hash: str = ""  # tracking.data_hash of the splits and constants it trained on
+    trial_epochs: int = 0  # epochs every trial of the study trained, pruned ones included
+    stage_seconds: float = 0.0  # the stage process's wall time, start-up and imports included
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, test scores flat."""
@@ -400,6 +402,8 @@ class TrainingMetrics:
             runtime=read.mapping("runtime", {}),
             study=read.text("study", ""),
             data_hash=read.text("data_hash", ""),
+            trial_epochs=read.whole("trial_epochs", 0),
+            stage_seconds=read.number("stage_seconds", 0.0),
         )
 
 

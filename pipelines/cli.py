@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from components.errors import BakeoffError
 
@@ -21,6 +22,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "train",
         "pipelines.train",
         "tune and train one framework's model (DVC stage 'train@<framework>')",
+    ),
+    (
+        "refit",
+        "components.refit.cli",
+        "train every best configuration in every framework, timed (DVC stage 'refit')",
     ),
     (
         "evaluate",
@@ -83,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     args = _parser(arguments).parse_args(arguments)
     try:
+        params = getattr(args, "params", None)
+        if params and Path(params).is_file():
+            from components.backends import apply_runtime
+
+            apply_runtime(params)  # before the stage imports any framework
         result = args.handler(args)
     except BakeoffError as err:
         print(f"bakeoff {args.command}: error: {err}", file=sys.stderr)

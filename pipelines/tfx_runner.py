@@ -117,6 +117,7 @@ def run_stage(
         blessed=bool(report.blessed),
         pushed=report.pushed_uri is not None,
         peak_memory_mb=driver.peak_memory_mb(),
+        stage_seconds=driver.process_seconds(),
         # The stage's window, the data components included: what ran side by side
         # with the other trainers (the driver's own starts inside the Trainer).
         window=(began, int(time.time() * 1000)),

@@ -96,7 +96,10 @@ def copy_repository(folder: Path) -> Path:
 
 
 #: The smoke budget: the graph and the stages are the real ones, the tuning is tiny.
-SMOKE: dict[str, dict[str, Any]] = {"train": {"trials": 2, "epochs": 1}}
+SMOKE: dict[str, dict[str, Any]] = {
+    "train": {"trials": 2, "epochs": 1},
+    "refit": {"epochs": 2, "repeats": 2},
+}
 
 
 def set_params(repo: Path, **sections: dict[str, Any]) -> None:

@@ -44,3 +44,23 @@ def register(backend: Backend) -> None:
 def unregister(name: str) -> None:
     """Forget a backend added with :func:`register`."""
     _EXTRA.pop(name, None)
+
+
+def apply_runtime(params_path: str | Path) -> dict[str, str]:
+    """Put every framework's import-time settings (``runtime.<name>``) into this process's environment.
+
+    The ``bakeoff`` command calls it before a stage imports any framework, so the
+    trainer, its Optuna workers (which inherit the environment), evaluate and
+    export all run a framework as params declare; the variables it set are returned.
+    """
+    import os
+
+    from components.backends.base import runtime_settings
+    from components.params import load_params
+
+    params = load_params(params_path)
+    variables: dict[str, str] = {}
+    for name in names():
+        variables.update(get(name).environment(runtime_settings(params, name)))
+    os.environ.update(variables)
+    return variables

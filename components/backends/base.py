@@ -10,8 +10,10 @@ framework's name belongs in that framework's backend, nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,13 +30,118 @@ EAGER = "native_eager"  # the export stage's name for the native model called ea
 CPU_SHARE_VARIABLE = "BAKEOFF_CPU_THREADS"
 
 
+#: Matmul precisions both frameworks name alike (torch.set_float32_matmul_precision's words).
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """What changes the speed of a framework itself, declared in its params section."""
+    """What changes the speed of a framework itself: ``runtime.<framework>`` in params.
 
-    threads: int = 0  # intra-op CPU threads; 0: the framework decides
+    The same settings reach every process that runs the framework (the
+    trainer, its Optuna workers, evaluate, export): the ``bakeoff`` command
+    puts :meth:`Backend.environment` into the environment before any stage
+    imports a framework, and :meth:`Backend.configure` applies the rest.
+    A backend ignores what its framework does not have (oneDNN in PyTorch).
+    """
+
+    threads: int = (
+        0  # intra-op CPU threads; 0: the runner's share of the cores, else the framework's
+    )
+    inter_op_threads: int = 0  # 0: the framework decides
+    onednn: bool | str = True  # TensorFlow's oneDNN CPU kernels: true, false or "default"
+    compile: bool = False  # XLA jit_compile (Keras) or torch.compile (PyTorch)
     mixed_precision: bool = False  # on GPUs
-    workers: int = 1  # processes sharing the study
+    memory_growth: bool = True  # GPUs: take memory as needed instead of reserving it all
+    matmul_precision: str = (
+        "highest"  # highest | high | medium (TF32 / bfloat16 where a GPU has it)
+    )
+    workers: int = 1  # processes sharing the study (the trainer's orchestration)
+
+    @classmethod
+    def from_section(cls, raw: Mapping[str, Any] | None, framework: str) -> RuntimeSettings:
+        """Check and unpack ``runtime.<framework>``; keys left out keep bakeoff's defaults."""
+        from components.errors import ParamsError
+        from components.params import choice, flag, whole
+
+        raw = dict(raw or {})
+        key = f"runtime.{framework}"
+        known = {item.name for item in fields(cls)} - {"workers"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ParamsError(
+                key, f"unknown setting(s) {unknown}; expected some of {sorted(known)}"
+            )
+        default = cls()
+        onednn = raw.get("onednn", default.onednn)
+        if not (isinstance(onednn, bool) or onednn == "default"):
+            raise ParamsError(f"{key}.onednn", f"expected true, false or default; found {onednn!r}")
+        return cls(
+            threads=whole(raw.get("threads", default.threads), f"{key}.threads", 0),
+            inter_op_threads=whole(
+                raw.get("inter_op_threads", default.inter_op_threads), f"{key}.inter_op_threads", 0
+            ),
+            onednn=onednn,
+            compile=flag(raw.get("compile", default.compile), f"{key}.compile"),
+            mixed_precision=flag(
+                raw.get("mixed_precision", default.mixed_precision), f"{key}.mixed_precision"
+            ),
+            memory_growth=flag(
+                raw.get("memory_growth", default.memory_growth), f"{key}.memory_growth"
+            ),
+            matmul_precision=choice(
+                raw.get("matmul_precision", default.matmul_precision),
+                f"{key}.matmul_precision",
+                MATMUL_PRECISIONS,
+            ),
+        )
+
+    def declared(self) -> dict[str, Any]:
+        """The settings as params declare them, for the metrics, MLflow and the report."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    def in_this_process(self) -> RuntimeSettings:
+        """These settings with threads 0 replaced by the runner's CPU share, if it set one.
+
+        ``bakeoff run`` sets ``BAKEOFF_CPU_THREADS`` when trainers run side by side
+        on CPUs, so that together they do not ask for more threads than cores.
+        """
+        share = os.environ.get(CPU_SHARE_VARIABLE, "")
+        if self.threads or not share.isdigit():
+            return self
+        return replace(self, threads=int(share))
+
+
+def runtime_settings(params: Mapping[str, Any], framework: str) -> RuntimeSettings:
+    """A framework's runtime settings from a whole params mapping, for this process."""
+    section = (params.get("runtime") or {}).get(framework)
+    return RuntimeSettings.from_section(section, framework).in_this_process()
+
+
+def machine() -> dict[str, Any]:
+    """The CPU model, its vector extensions and the cores this process may use.
+
+    Every cost figure is read with them: TensorFlow's defaults, for one, depend
+    on whether the CPU has AVX-512.
+    """
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if model and flags:
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    vectors = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
+    return {"cpu": model, "cores": cores, "vector_extensions": vectors}
 
 
 @dataclass(frozen=True)
@@ -61,6 +168,7 @@ class FitSettings:
     trial_dir: Path
     target: tuple[float, float] | None  # regression: the label's train mean and deviation
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    log_to_mlflow: bool = True  # each epoch's values to the active MLflow run (the trial's)
 
 
 @dataclass(frozen=True)
@@ -93,8 +201,12 @@ class Backend(Protocol):
     orchestrator: str  # IN_PROCESS or TFX: who runs the driver for this framework's stage
     mlflow_flavour: str  # the MLflow module that logs its models, e.g. "mlflow.pytorch"
 
+    def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
+        """The variables the framework reads when it is imported (set before any import of it)."""
+        ...
+
     def configure(self, runtime: RuntimeSettings) -> dict[str, Any]:
-        """Apply the runtime settings to this process; describe the runtime (versions, threads)."""
+        """Apply the runtime settings to this process; describe the runtime as the framework reports it."""
         ...
 
     def fit_trial(

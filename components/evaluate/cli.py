@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.contracts import load_constants
+from components.contracts import load_constants, read_json
 from components.errors import ParamsError
 from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The stage's options; the paths match dvc.yaml."""
     parser.add_argument("--params", default="params.yaml", help="the params file")
     add_trained_inputs(parser)
+    parser.add_argument(
+        "--refit", help="the refit stage's training-cost figures (JSON); left out: none reported"
+    )
     parser.add_argument("--comparison", required=True, help="JSON comparison to write")
     parser.add_argument("--report", required=True, help="Markdown report to write")
     parser.add_argument("--figures", required=True, help="folder of the report's figures")
@@ -40,6 +44,7 @@ def params_from(raw: dict[str, Any], tuning: TuningParams, task: str) -> Any:
         seed=whole(raw.get("seed", 0), "evaluate.seed", 0),
         threads=whole(raw.get("threads", 1), "evaluate.threads", 1),
         latency_repeats=whole(raw.get("latency_repeats", 200), "evaluate.latency_repeats", 10),
+        latency_rounds=whole(raw.get("latency_rounds", 5), "evaluate.latency_rounds", 2),
         latency_margin=number(raw.get("latency_margin", 0.1), "evaluate.latency_margin", 0.0),
     )
 
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     import mlflow
     import pandas as pd
 
-    from components.evaluate import core, report
+    from components.evaluate import core, costs, report
     from components.evaluate.models import competitors, limit_threads, without_model
 
     root = Path.cwd()
@@ -77,6 +82,8 @@ def run(args: argparse.Namespace) -> None:
     comparison["params"] = asdict(own)
     for name, one in trained.items():
         comparison["frameworks"][name]["backend"] = one.card.framework
+    refit = read_json(args.refit, "refit") if args.refit else None
+    comparison["costs"] = costs.gather(training, refit)
     curves = {name: dict(one.learning_curve) for name, one in training.items()}
     comparison["learning_curves"] = curves
     comparison["fairness"] += core.side_by_side({n: one.window for n, one in training.items()})
@@ -161,6 +168,18 @@ def _log(
         )
         client.log_metric(run_id, f"{name}.size_bytes", float(values["size_bytes"]))
     client.log_metric(run_id, "difference", comparison["difference"]["value"])
+    for name, cost in comparison["costs"]["frameworks"].items():
+        for key in ("tuning_seconds", "trial_epochs", "fixed_seconds"):
+            if cost[key] is not None:
+                client.log_metric(run_id, f"{name}.cost/{key}", float(cost[key]))
+        for part, value in cost["peak_memory_mb"].items():
+            if value is not None:
+                client.log_metric(run_id, f"{name}.cost/peak_memory_mb.{part}", float(value))
+    throughput = comparison["costs"].get("training_throughput", {})
+    for config, entry in throughput.get("by_configuration", {}).items():
+        for name, rate in entry["rates"].items():
+            on = re.sub(r"[^\w.-]", "_", config)  # MLflow's metric names: no "+"
+            client.log_metric(run_id, f"{name}.cost/examples_per_s.on_{on}", rate["examples_per_s"])
     for name, difference in comparison["differences"].items():
         client.log_metric(run_id, f"{name}.difference_to_leader", difference["value"])
     client.log_artifact(run_id, args.comparison)

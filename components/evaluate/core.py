@@ -8,7 +8,9 @@ Any number of frameworks from two up: the best on the selection metric is the
 leader, and every other framework gets the same paired bootstrap interval (and
 McNemar's test, for classes) against it (``differences``). ``difference`` is
 the winner against the runner-up, ``a`` and ``b`` in name order, as it was
-when there were only ever two.
+when there were only ever two. All models are timed together, interleaved;
+``latency_ratio`` is the batch-1 p50 of the two fastest, one over the other,
+with its interval.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from components.backends.base import Loaded
 from components.contracts import CLASSIFICATION, Constants, TrainingMetrics
 from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
-from components.evaluate.latency import profile
+from components.evaluate.latency import Timings, method, time_interleaved
 from components.evaluate.models import batched
 from components.evaluate.select import Candidate, Selection, choose, negated, ranked
 from components.evaluate.stats import Interval, mcnemar, paired_bootstrap
@@ -65,6 +67,7 @@ class EvaluateParams:
     seed: int = 0
     threads: int = 1
     latency_repeats: int = 200
+    latency_rounds: int = 5
     latency_margin: float = 0.1
 
 
@@ -102,12 +105,20 @@ def compare(
                 f"evaluate: {name}'s model at {models[name].path} answers NaN or infinity "
                 f"for {bad} of {len(output)} test rows; retrain it before comparing"
             )
+    # All models timed together, interleaved, so that the machine's load falls on each alike.
+    timings = time_interleaved(
+        {name: models[name].call for name in names},
+        matrix,
+        repeats=params.latency_repeats,
+        rounds=params.latency_rounds,
+    )
+    latency = timings.summary(level=params.level, seed=params.seed)
     per_framework: dict[str, dict[str, Any]] = {}
     for name in names:
         model, trained = models[name], training[name]
         per_framework[name] = {
             "test": scoring.score(task, outputs[name], truth),
-            "latency": profile(model.call, matrix, repeats=params.latency_repeats),
+            "latency": latency[name],
             "size_bytes": model.size_bytes,
             "model_path": str(model.path),
             **{key: _plain(getattr(trained, key)) for key in TRAINING_KEYS},
@@ -151,6 +162,7 @@ def compare(
         "higher_is_better": higher,
         "threads": params.threads,
         "frameworks": per_framework,
+        "latency_ratio": _latency_ratio(timings, latency, params),
         "leader": leader,
         "difference": pairs.describe(a, b),
         "differences": differences,
@@ -162,6 +174,25 @@ def compare(
         "decided_by": chosen.decided_by,
         "reason": chosen.reason,
         "fairness": fairness(training),
+    }
+
+
+def _latency_ratio(
+    timings: Timings, latency: Mapping[str, Mapping[str, Any]], params: EvaluateParams
+) -> dict[str, Any]:
+    """The slower of the two fastest frameworks' batch-1 p50 over the faster's, with its interval."""
+    by_speed = sorted(latency, key=lambda name: (latency[name]["batch_1"]["p50_ms"], name))
+    faster, slower = by_speed[:2]
+    ratio = timings.ratio_interval(slower, faster, level=params.level, seed=params.seed)
+    return {
+        "faster": faster,
+        "slower": slower,
+        "ratio": ratio.value,
+        "interval": [ratio.low, ratio.high],
+        "level": ratio.level,
+        "rounds": timings.rounds,
+        "method": f"batch-1 p50 of slower over faster; {method(timings.rounds, ratio.level)}, "
+        "paired (the same resampled rounds for both)",
     }
 
 

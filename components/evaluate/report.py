@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from components.evaluate import costs
+
 LEARNING = "learning_curves.png"
 CONFUSION = "confusion_matrices.png"
 LATENCY = "latency.png"
@@ -60,8 +62,15 @@ def plot(
         (axes[0], "batch_1", "p50_ms", "batch-1 p50 latency (ms)"),
         (axes[1], "batch_256", "p50_ms", "batch-256 p50 latency (ms)"),
     ):
-        values = [comparison["frameworks"][name]["latency"][key][field] for name in names]
-        axis.bar(names, values, color=[f"C{index}" for index in range(len(names))])
+        timed = [comparison["frameworks"][name]["latency"][key] for name in names]
+        values = [one[field] for one in timed]
+        # Error bars: the bootstrap interval over rounds, where the comparison has one.
+        spans = [one.get(f"{field}_interval") or [one[field]] * 2 for one in timed]
+        errors = [
+            [max(0.0, value - low) for value, (low, _) in zip(values, spans, strict=True)],
+            [max(0.0, high - value) for value, (_, high) in zip(values, spans, strict=True)],
+        ]
+        axis.bar(names, values, yerr=errors, capsize=4, color=[f"C{i}" for i in range(len(names))])
         axis.set_title(title)
     figure.tight_layout()
     figure.savefig(folder / LATENCY, dpi=100)
@@ -98,17 +107,15 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
 
     for key in test_keys:
         row(f"test/{key}", [frameworks[n]["test"][key] for n in names])
-    row("batch-1 p50 latency (ms)", [frameworks[n]["latency"]["batch_1"]["p50_ms"] for n in names])
-    row("batch-1 p99 latency (ms)", [frameworks[n]["latency"]["batch_1"]["p99_ms"] for n in names])
+    latency = {n: frameworks[n]["latency"] for n in names}
+    row("batch-1 p50 latency (ms)", [_timed(latency[n]["batch_1"], "p50_ms") for n in names])
+    row("batch-1 p99 latency (ms)", [_timed(latency[n]["batch_1"], "p99_ms") for n in names])
     row(
         "batch-256 examples/s",
-        [frameworks[n]["latency"]["batch_256"]["examples_per_s"] for n in names],
+        [_timed(latency[n]["batch_256"], "examples_per_s", ",.0f") for n in names],
     )
     row("model size (bytes)", [frameworks[n]["size_bytes"] for n in names])
     row("parameters", [frameworks[n]["parameters"] for n in names])
-    row("training wall time (s)", [frameworks[n]["training_seconds"] for n in names])
-    row("training examples/s", [frameworks[n]["train_examples_per_s"] for n in names])
-    row("peak memory of training (MiB)", [frameworks[n]["peak_memory_mb"] for n in names])
     row(
         "best trial / its epochs",
         [f"{frameworks[n]['best_trial']} / {frameworks[n]['best_epochs']}" for n in names],
@@ -122,6 +129,14 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
             for n in names
         ],
     )
+    lines += _latency_note(comparison)
+    if len({frameworks[n]["parameters"] for n in names}) > 1:
+        lines += [
+            "",
+            "Each column is that framework's own best model: the architectures differ, so "
+            "latency and size compare models, not frameworks; the training cost below "
+            "compares frameworks on one architecture.",
+        ]
     lo, hi = difference["interval"]
     lines += [
         "",
@@ -148,6 +163,8 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         ]
     if len(names) > 2:
         lines += _against_leader(comparison)
+    if "costs" in comparison:
+        lines += ["", *costs.markdown(comparison["costs"])]
     lines += ["", "## Fairness", ""]
     if comparison["fairness"]:
         lines += [f"- Broken: {line}" for line in comparison["fairness"]]
@@ -177,6 +194,30 @@ def _against_leader(comparison: Mapping[str, Any]) -> list[str]:
             f"{_cell(p_value)} | {'yes' if name in comparison['tied_with_leader'] else 'no'} |"
         )
     return lines
+
+
+def _timed(figure: Mapping[str, Any], field: str, spec: str = ".3f") -> str:
+    """A latency or throughput figure with its interval in brackets, where it has one."""
+    interval = figure.get(f"{field}_interval")
+    if interval is None:
+        return _cell(figure[field])
+    low, high = interval
+    return f"{figure[field]:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def _latency_note(comparison: Mapping[str, Any]) -> list[str]:
+    """How latency was timed, and the two fastest frameworks' paired batch-1 ratio."""
+    ratio = comparison.get("latency_ratio")
+    if not ratio:
+        return []
+    lo, hi = ratio["interval"]
+    return [
+        "",
+        f"Latency and throughput: interleaved timing, {ratio['rounds']} rounds; in brackets "
+        f"the {ratio['level']:.0%} bootstrap interval over rounds. Batch-1 p50 of "
+        f"{ratio['slower']} over {ratio['faster']} (paired, the same rounds): "
+        f"{ratio['ratio']:.3f} [{lo:.3f}, {hi:.3f}].",
+    ]
 
 
 def _cell(value: Any) -> str:

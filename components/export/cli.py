@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> None:
     limits = limits_from(raw)
     threads = whole(raw.get("threads", 1), "export.threads", 1)
     repeats = whole(raw.get("latency_repeats", 200), "export.latency_repeats", 10)
+    rounds = whole(raw.get("latency_rounds", 5), "export.latency_rounds", 2)
     comparison = load_comparison(args.comparison)
     name = comparison.winner if args.framework == WINNER else args.framework
     if name not in comparison.scores:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
         failed = core.failures(table)
         if failed:
             raise core.ParityError(core.describe_failure(name, failed))
-        bench = core.serving_bench(bundle, matrix, threads, repeats)
+        bench = core.serving_bench(bundle, matrix, threads, repeats, rounds=rounds)
         write_json(
             folder / "manifest.json",
             core.manifest(name, bundle, chosen.card, folder, table, source),
@@ -118,11 +119,22 @@ def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
             f"{row.metric} {row.exported:.4f} ({row.metric_delta:+.4f})  ok"
         )
     for name, values in bench["formats"].items():
+        single, full = values["batch_1"], values["batch_256"]
         print(
-            f"export: {name:<22} batch-1 p50 {values['batch_1']['p50_ms']:.3f} ms, "
-            f"p99 {values['batch_1']['p99_ms']:.3f} ms; batch-256 "
-            f"{values['batch_256']['examples_per_s']:,.0f} examples/s"
+            f"export: {name:<22} batch-1 p50 {single['p50_ms']:.3f} ms "
+            f"{_span(single['p50_ms_interval'], '.3f')}, p99 {single['p99_ms']:.3f} ms; "
+            f"batch-256 {full['examples_per_s']:,.0f} examples/s "
+            f"{_span(full['examples_per_s_interval'], ',.0f')}"
         )
     ratio = bench["onnx_over_eager_batch_1_p50"]
     if ratio is not None:
-        print(f"export: ONNX Runtime / native eager, batch-1 p50: {ratio:.3f}")
+        print(
+            f"export: ONNX Runtime / native eager, batch-1 p50: {ratio:.3f} "
+            f"{_span(bench['onnx_over_eager_batch_1_p50_interval'], '.3f')}"
+        )
+    print(f"export: latency by {bench['method']}")
+
+
+def _span(interval: list[float], spec: str) -> str:
+    low, high = interval
+    return f"[{low:{spec}}, {high:{spec}}]"

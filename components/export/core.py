@@ -17,7 +17,7 @@ import numpy as np
 from components.backends.base import EAGER, Bundle
 from components.contracts import Constants, ExportManifest, ModelCard, ServingLayout
 from components.errors import BakeoffError
-from components.evaluate.latency import profile
+from components.evaluate.latency import method, time_interleaved
 from components.evaluate.models import batched
 from components.export.parity import Limits, Parity, check
 from components.training.features import target_scale
@@ -99,21 +99,40 @@ def runtime_name(bundle: Bundle, name: str) -> str:
     return bundle.runtime_names.get(name) or (EAGER_RUNTIME if name == EAGER else name)
 
 
-def serving_bench(bundle: Bundle, matrix: np.ndarray, threads: int, repeats: int) -> dict[str, Any]:
-    """Batch-1 p50/p99 and batch-256 throughput of every format in its own runtime."""
+def serving_bench(
+    bundle: Bundle,
+    matrix: np.ndarray,
+    threads: int,
+    repeats: int,
+    *,
+    rounds: int = 5,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Batch-1 p50/p99 and batch-256 throughput of every format in its own runtime.
+
+    The formats are timed together, interleaved over ``rounds`` rounds; every
+    figure, and ONNX over eager, carries a bootstrap interval over the rounds.
+    """
+    timings = time_interleaved(bundle.runtimes, matrix, repeats=repeats, rounds=rounds)
+    profiles = timings.summary(level=level, seed=seed)
     formats = {
-        name: {"runtime": runtime_name(bundle, name), **profile(call, matrix, repeats=repeats)}
-        for name, call in bundle.runtimes.items()
+        name: {"runtime": runtime_name(bundle, name), **profiles[name]} for name in bundle.runtimes
     }
-    ratio = None
+    ratio, interval = None, None
     if ONNX in formats and EAGER in formats:
-        ratio = formats[ONNX]["batch_1"]["p50_ms"] / formats[EAGER]["batch_1"]["p50_ms"]
+        paired = timings.ratio_interval(ONNX, EAGER, level=level, seed=seed)
+        ratio, interval = paired.value, [paired.low, paired.high]
     return {
         "framework": bundle.framework,
         "threads": threads,
         "test_rows": len(matrix),
+        "rounds": rounds,
+        "level": level,
+        "method": method(rounds, level),
         "formats": formats,
         "onnx_over_eager_batch_1_p50": ratio,
+        "onnx_over_eager_batch_1_p50_interval": interval,
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -23,16 +22,17 @@ import pandas as pd
 
 from components import contracts
 from components.backends.base import (
-    CPU_SHARE_VARIABLE,
     Backend,
     FitSettings,
     RuntimeSettings,
     SplitArrays,
+    machine,
+    runtime_settings,
 )
 from components.contracts import SPLITS, Constants, ModelCard, TrainingMetrics
 from components.errors import ParamsError
 from components.outputs import staged_directory, staged_outputs
-from components.params import flag, load_params, number, section, whole
+from components.params import load_params, number, section, whole
 from components.training import features, tracking
 from components.training import study as studies
 from components.training.scores import test_scores
@@ -47,10 +47,11 @@ CURVES = ("train/loss", "val/loss", "val/accuracy", "val/rmse")
 
 @dataclass(frozen=True)
 class FrameworkParams:
-    """The keys every ``train_<framework>`` section has; a backend's orchestrator reads the rest."""
+    """The keys every ``train_<framework>`` section has; a backend's orchestrator reads the rest.
 
-    threads: int = 0
-    mixed_precision: bool = False
+    What changes the framework's speed is in ``runtime.<framework>`` (:class:`RuntimeSettings`).
+    """
+
     workers: int = 1
     trial_dir: str = "trials"
     min_accuracy: float = 0.5
@@ -62,24 +63,12 @@ class FrameworkParams:
         key = f"train_{framework}"
         default = cls()
         return cls(
-            threads=whole(raw.get("threads", default.threads), f"{key}.threads", 0),
-            mixed_precision=flag(
-                raw.get("mixed_precision", default.mixed_precision), f"{key}.mixed_precision"
-            ),
             workers=whole(raw.get("workers", default.workers), f"{key}.workers", 1),
             trial_dir=str(raw.get("trial_dir", f"{default.trial_dir}/{framework}")),
             min_accuracy=number(
                 raw.get("min_accuracy", default.min_accuracy), f"{key}.min_accuracy", 0.0
             ),
             max_rmse=number(raw.get("max_rmse", default.max_rmse), f"{key}.max_rmse", 0.0),
-        )
-
-    def runtime(self) -> RuntimeSettings:
-        """The runtime settings, with the runner's CPU share when threads are not set."""
-        return RuntimeSettings(
-            threads=cpu_threads(self.threads),
-            mixed_precision=self.mixed_precision,
-            workers=self.workers,
         )
 
     def passes(self, task: str, test: dict[str, float]) -> bool:
@@ -159,6 +148,7 @@ def prepare(
     tuning = TuningParams.from_section(tuning_raw)
     own_raw = params.get(f"train_{framework}") or {}
     own = FrameworkParams.from_section(own_raw, framework)
+    runtime = replace(runtime_settings(params, framework), workers=own.workers)
     constants = contracts.load_constants(preprocessing)
     architecture = architecture_for(tuning, constants)
     data = tracking.data_hash([data_dir / f"{split}.parquet" for split in SPLITS] + [preprocessing])
@@ -169,7 +159,9 @@ def prepare(
         data,
         architecture,
         code_hash(root, ("training", f"backends/{framework}")),
-        own.mixed_precision,
+        # What changes the numbers a trial computes; threads, oneDNN and compiling change its speed.
+        runtime.mixed_precision,
+        runtime.matmul_precision,
     )
     plan = studies.StudyPlan(
         name=name,
@@ -180,6 +172,7 @@ def prepare(
         input_dim=features.input_dim(constants),
         outputs=features.outputs(constants),
         image_shape=constants.image_shape,
+        max_filters=tuning.space.max_filters,
         trial_dir=(root / own.trial_dir / name).resolve(),
         tracking_uri=tracking.tracking_uri(tuning.tracking_uri, root),
     )
@@ -194,7 +187,7 @@ def prepare(
         own_raw=dict(own_raw),
         plan=plan,
         data_hash=data,
-        runtime=own.runtime(),
+        runtime=runtime,
     )
 
 
@@ -231,7 +224,7 @@ def train(
     import mlflow
 
     constants, plan, tuning = job.constants, job.plan, job.tuning
-    runtime = backend.configure(job.runtime)
+    runtime = describe_runtime(job.runtime, backend.configure(job.runtime))
     timings: dict[str, float] = {}
     experiment = tracking.prepare_stores(plan.tracking_uri, plan.storage, job.dataset, job.root)
     plan = replace(plan, experiment_id=experiment)
@@ -259,7 +252,13 @@ def train(
     test_frame = pd.read_parquet(job.data_dir / "test.parquet")
     try:
         with mlflow.start_run(run_id=parent):
-            mlflow.log_params({f"runtime.{key}": value for key, value in runtime.items()})
+            mlflow.log_params(
+                {
+                    f"runtime.{part}.{key}": value
+                    for part, values in runtime.items()
+                    for key, value in values.items()
+                }
+            )
             outcome = studies.run_study(
                 plan, tuning, fit, workers=job.runtime.workers, parent_run_id=parent
             )
@@ -338,6 +337,8 @@ def train(
         runtime=runtime,
         study=plan.name,
         data_hash=job.data_hash,
+        # Every trial reports each epoch to Optuna, pruned ones too.
+        trial_epochs=sum(len(trial.intermediate_values) for trial in outcome.study.trials),
     )
     return Trained(metrics, card)
 
@@ -373,6 +374,7 @@ def run_stage(
         trained.metrics,
         component_seconds={"load": round(load_seconds, 2), **trained.metrics.component_seconds},
         window=(began, int(time.time() * 1000)),
+        stage_seconds=process_seconds(),
     )
     with staged_outputs() as staged:
         staged.write_json(metrics_path, metrics.to_dict())
@@ -421,17 +423,16 @@ def study_name(dataset: str, framework: str, tuning_raw: dict[str, Any], *inputs
     return f"{dataset}-{framework}-{fingerprint}"
 
 
-def cpu_threads(configured: int) -> int:
-    """The CPU threads a trainer may use: its params' value, else the runner's share, else 0.
+def describe_runtime(declared: RuntimeSettings, applied: dict[str, Any]) -> dict[str, Any]:
+    """What a framework ran with: the params' settings, its own answers, and the machine."""
+    return {"declared": declared.declared(), "applied": applied, "machine": machine()}
 
-    ``bakeoff run`` sets ``BAKEOFF_CPU_THREADS`` when trainers run side by side
-    on CPUs, so that together they do not ask for more threads than cores.
-    0 lets the framework decide.
-    """
-    if configured:
-        return configured
-    share = os.environ.get(CPU_SHARE_VARIABLE, "")
-    return int(share) if share.isdigit() else 0
+
+def process_seconds() -> float:
+    """Wall seconds since this process started: a stage's cost with its start-up and imports."""
+    import psutil
+
+    return round(time.time() - psutil.Process().create_time(), 2)
 
 
 def peak_memory_mb() -> float:

@@ -38,6 +38,7 @@ class SearchSpace:
     weight_decay: tuple[float, float]
     optimizer: tuple[str, ...]
     activation: tuple[str, ...]
+    max_filters: int | None = None  # not drawn: the bound on a CNN block's filters
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,9 @@ class TuningParams:
                 activation=_choices(
                     search.get("activation", ["relu"]), "train.search.activation", ACTIVATIONS
                 ),
+                max_filters=None
+                if search.get("max_filters") is None
+                else whole(search["max_filters"], "train.search.max_filters", 1),
             ),
         )
 
@@ -156,6 +160,7 @@ def model_spec(
     input_dim: int,
     outputs: int,
     image_shape: tuple[int, int] | None,
+    max_filters: int | None = None,
 ) -> ModelSpec:
     """The architecture a trial's draw describes."""
     return ModelSpec(
@@ -167,6 +172,7 @@ def model_spec(
         activation=hyper.activation,
         dropout=hyper.dropout,
         image_shape=image_shape if architecture == CNN else None,
+        max_filters=max_filters if architecture == CNN else None,
     )
 
 

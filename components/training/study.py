@@ -51,6 +51,9 @@ class TrialResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     fit_seconds: float = 0.0
     examples_per_s: float = 0.0
+    epoch_seconds: list[float] = field(
+        default_factory=list
+    )  # wall time of each epoch, validation included
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class StudyPlan:
     outputs: int
     image_shape: tuple[int, int] | None
     trial_dir: Path
+    max_filters: int | None = None  # the CNN's bound on filters per block
     # Where worker processes log their trial runs (the parent process sets its own).
     tracking_uri: str = ""
     experiment_id: str = ""
@@ -78,6 +82,7 @@ class StudyPlan:
             input_dim=self.input_dim,
             outputs=self.outputs,
             image_shape=self.image_shape,
+            max_filters=self.max_filters,
         )
 
 

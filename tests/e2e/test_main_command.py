@@ -35,11 +35,42 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     quality = data["reports/data_quality.json"]["data"]
     assert data["metrics/tensorflow.json"]["data"]["trials"]["complete"] == 2
     assert data["metrics/pytorch.json"]["data"]["trials"]["complete"] == 2
+    # bakeoff's runtime settings reached both trainers' processes, read back from
+    # the frameworks themselves: oneDNN on (TensorFlow's IsMklEnabled; its default
+    # is off on CPUs without AVX-512) and each trainer on its share of the cores.
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    tensorflow = data["metrics/tensorflow.json"]["data"]["runtime"]
+    assert tensorflow["declared"]["onednn"] is True
+    assert tensorflow["applied"]["onednn"] is True
+    assert tensorflow["applied"]["intra_op_threads"] == share
+    pytorch = data["metrics/pytorch.json"]["data"]["runtime"]
+    assert pytorch["applied"]["intra_op_threads"] == share
+    assert pytorch["machine"]["cpu"] == tensorflow["machine"]["cpu"]
+    check_costs(repo)
     assert quality["rows"]["input"] == 1797
     assert quality["schema"]["inferred"] is False, (
         "the committed schema must be the one validated against"
     )
     check_verdict(repo)
+
+
+def check_costs(repo) -> None:
+    """The refit measured both frameworks on each best configuration; the report names it all."""
+    refit = json.loads((repo / "reports" / "refit.json").read_text())
+    assert {fit["framework"] for fit in refit["fits"]} == {"tensorflow", "pytorch"}
+    for entry in refit["summary"].values():
+        assert set(entry["rates"]) == {"tensorflow", "pytorch"}
+        for rate in entry["rates"].values():
+            low, high = rate["interval"]
+            assert 0 < low <= rate["examples_per_s"] <= high
+        assert entry["ratios"][0]["pairs"] == 2
+    costs = json.loads((repo / "reports" / "comparison.json").read_text())["costs"]
+    for cost in costs["frameworks"].values():
+        assert cost["trial_epochs"] >= 2 and cost["fixed_seconds"] > 0
+        assert cost["peak_memory_mb"]["refit"] > 0
+    report = (repo / "reports" / "comparison.md").read_text()
+    assert "## Training cost" in report and "## Runtime settings" in report
+    assert "onednn True" in report and refit["method"] in report
 
 
 def free_port() -> int:

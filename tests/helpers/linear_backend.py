@@ -94,6 +94,10 @@ class LinearBackend:
         self.name = name
         self.threads = 0
 
+    def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
+        """Nothing read at import."""
+        return {}
+
     def configure(self, runtime: RuntimeSettings) -> dict[str, Any]:
         """Nothing to configure: numpy's thread pool is fixed when it loads."""
         return {"framework": f"numpy {np.__version__}"}

@@ -27,6 +27,7 @@ SPECS = [
     ModelSpec(CNN, input_dim=64, outputs=10, depth=2, width=16, image_shape=(8, 8)),
     ModelSpec(CNN, input_dim=64, outputs=10, depth=5, width=8, image_shape=(8, 8)),
     ModelSpec(CNN, input_dim=784, outputs=10, depth=3, width=8, image_shape=(28, 28)),
+    ModelSpec(CNN, 64, 10, depth=3, width=32, image_shape=(8, 8), max_filters=48),
 ]
 
 
@@ -47,6 +48,7 @@ def fit_settings(trial_dir: Path, **overrides: Any) -> FitSettings:
         "seed": 1,
         "trial_dir": trial_dir,
         "target": None,
+        "log_to_mlflow": False,
         **overrides,
     }
     return FitSettings(**settings)
@@ -69,7 +71,5 @@ def fit(data: Any, folder: Path, hyper: Hyperparams = HYPER, **overrides: Any) -
     spec = ModelSpec(MLP, input_dim=data.arrays["train"][0].shape[1], outputs=3, depth=1, width=16)
     trial = optuna.trial.FixedTrial({}, number=3)
     settings = fit_settings(folder / "trials", **overrides)
-    result = fit_trial(
-        trial, hyper, spec, data=data, settings=settings, device=Device(), log_to_mlflow=False
-    )
+    result = fit_trial(trial, hyper, spec, data=data, settings=settings, device=Device())
     return spec, result

@@ -42,9 +42,22 @@ TRAIN = [
 def trained(tmp_path_factory):
     from tests.conftest import smoke_repository
 
-    repo = smoke_repository(tmp_path_factory.mktemp("tfx"))
+    # oneDNN forced off (bakeoff's default is on; the end-to-end test checks that
+    # direction), read back in the trainer's process with TensorFlow's own query.
+    repo = smoke_repository(
+        tmp_path_factory.mktemp("tfx"), runtime={"tensorflow": {"onednn": False, "threads": 1}}
+    )
     first = run(["dvc", "repro", "train@tensorflow"], repo)
     return repo, first
+
+
+def test_the_runtime_settings_reach_the_trainers_process(trained):
+    repo, _ = trained
+    runtime = json.loads((repo / "metrics" / "tensorflow.json").read_text())["runtime"]
+    assert runtime["declared"]["onednn"] is False
+    assert runtime["applied"]["onednn"] is False
+    assert runtime["applied"]["intra_op_threads"] == 1
+    assert runtime["machine"]["cpu"]
 
 
 def test_the_pipeline_pushes_a_model_that_answers_raw_features(trained):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -49,8 +50,12 @@ class PytorchBackend:
         # Optuna worker processes receive the backend; they build their own data module.
         return {**self.__dict__, "_module": None, "_arrays": None}
 
+    def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
+        """OpenMP's pool size, which torch (and NumPy) read at import."""
+        return {"OMP_NUM_THREADS": str(runtime.threads)} if runtime.threads else {}
+
     def configure(self, runtime: RuntimeSettings) -> dict[str, Any]:
-        """Pick the device; worker processes split the stage's CPU threads between them."""
+        """Device, threads and matmul precision; worker processes split the stage's CPU threads."""
         import lightning
         import torch
 
@@ -63,13 +68,24 @@ class PytorchBackend:
         if runtime.workers > 1 and not threads:
             threads = len(os.sched_getaffinity(0))  # to be shared out between the workers
         per_worker = max(1, threads // runtime.workers) if threads else 0
-        self.device = Device.detect(runtime.mixed_precision, per_worker)
+        if runtime.inter_op_threads and torch.get_num_interop_threads() != runtime.inter_op_threads:
+            # torch allows it once, before any inter-op work; the record says what it kept.
+            with contextlib.suppress(RuntimeError):
+                torch.set_num_interop_threads(runtime.inter_op_threads)
+        torch.set_float32_matmul_precision(runtime.matmul_precision)
+        self.device = Device.detect(runtime.mixed_precision, per_worker, runtime.compile)
+        if per_worker:
+            torch.set_num_threads(per_worker)
         return {
             "framework": f"torch {torch.__version__}, lightning {lightning.__version__}",
             "accelerator": self.device.accelerator,
             "precision": self.device.precision,
-            "threads_per_worker": per_worker or torch.get_num_threads(),
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
             "workers": runtime.workers,
+            "onednn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+            "compile": "torch.compile (inductor)" if runtime.compile else "none",
+            "matmul_precision": torch.get_float32_matmul_precision(),
         }
 
     def fit_trial(
@@ -82,7 +98,7 @@ class PytorchBackend:
         if self._arrays is not data:  # encoded once per process, reused by every trial
             self._module, self._arrays = SplitDataModule(data), data
         device = self.device or Device.detect(
-            settings.runtime.mixed_precision, settings.runtime.threads
+            settings.runtime.mixed_precision, settings.runtime.threads, settings.runtime.compile
         )
         return fit_trial(trial, hyper, spec, data=self._module, settings=settings, device=device)
 
@@ -146,12 +162,9 @@ class PytorchBackend:
         from components.training.search import Hyperparams
         from components.training.spec import ModelSpec
 
-        spec_fields = dict(card.spec)
-        if spec_fields.get("image_shape") is not None:
-            spec_fields["image_shape"] = tuple(spec_fields["image_shape"])
         network = self.load_best(
             folder / CHECKPOINT,
-            ModelSpec(**spec_fields),
+            ModelSpec.from_dict(card.spec),
             Hyperparams(**card.hyperparameters),
             constants,
         )

@@ -30,13 +30,14 @@ class Device:
     accelerator: str = "cpu"
     precision: str = "32-true"
     threads: int = 0  # torch's intra-op CPU threads; 0: torch decides
+    compiled: bool = False  # torch.compile the network's forward
 
     @classmethod
-    def detect(cls, mixed_precision: bool, threads: int = 0) -> Device:
+    def detect(cls, mixed_precision: bool, threads: int = 0, compiled: bool = False) -> Device:
         """The first visible GPU if there is one (mixed precision if asked), else the CPU."""
         if torch.cuda.is_available():
-            return cls("gpu", "16-mixed" if mixed_precision else "32-true", threads)
-        return cls(threads=threads)
+            return cls("gpu", "16-mixed" if mixed_precision else "32-true", threads, compiled)
+        return cls(threads=threads, compiled=compiled)
 
 
 class _Epochs(pl.Callback):
@@ -112,7 +113,6 @@ def fit_trial(
     data: SplitDataModule,
     settings: FitSettings,
     device: Device,
-    log_to_mlflow: bool = True,
 ) -> TrialResult:
     """Train one trial's model; keep its best epoch as a Lightning checkpoint; return the value."""
     from optuna_integration import PyTorchLightningPruningCallback
@@ -122,12 +122,17 @@ def fit_trial(
     seed = settings.seed + trial.number
     pl.seed_everything(seed, verbose=False)
     data.batch_size, data.seed = hyper.batch_size, seed
-    module = TrialModule(build_network(spec, settings.task, settings.target), hyper, settings.task)
+    module = TrialModule(
+        build_network(spec, settings.task, settings.target),
+        hyper,
+        settings.task,
+        compiled=device.compiled,
+    )
     maximise = search.direction(settings.metric) == "maximize"
     folder = settings.trial_dir / f"trial-{trial.number:04d}"
     # A trial interrupted earlier left a partial folder; this trial starts clean.
     shutil.rmtree(folder, ignore_errors=True)
-    log = EpochLog(log_to_mlflow)
+    log = EpochLog(settings.log_to_mlflow)
     best = _BestEpoch(folder / "best.ckpt", settings.metric, "max" if maximise else "min")
     trainer = trainer_for(
         epochs=settings.epochs,
@@ -153,6 +158,7 @@ def fit_trial(
         model_path=best.path,
         history=log.history,
         fit_seconds=fit_seconds,
+        epoch_seconds=list(log.seconds),
         examples_per_s=steady_rate(len(data.arrays["train"][0]), log.seconds),
     )
 

@@ -51,8 +51,24 @@ class TensorflowBackend:
     def __init__(self, transform: Any = None) -> None:
         self.transform = transform
 
+    def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
+        """oneDNN, the thread pools' sizes and GPU memory growth: TensorFlow reads them at import."""
+        variables = {}
+        if runtime.onednn != "default":
+            # TensorFlow 2.16 turns oneDNN on by itself only on CPUs with AVX-512-class
+            # features; on an AVX2 CPU the digits CNN trained ~10x slower without it.
+            variables["TF_ENABLE_ONEDNN_OPTS"] = "1" if runtime.onednn else "0"
+        if runtime.threads:
+            variables["TF_NUM_INTRAOP_THREADS"] = str(runtime.threads)
+        if runtime.threads or runtime.inter_op_threads:
+            variables["TF_NUM_INTEROP_THREADS"] = str(_inter_op(runtime))
+        if runtime.memory_growth:
+            variables["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+        return variables
+
     def configure(self, runtime: RuntimeSettings) -> dict[str, Any]:
-        """Threads, GPU memory growth and mixed precision, before any op runs."""
+        """Threads, GPU memory, precision and compiling, before any op runs; TensorFlow's own answers."""
+        os.environ.update(self.environment(runtime))  # a no-op when the command set them already
         environment()
         import tensorflow as tf
 
@@ -62,11 +78,16 @@ class TensorflowBackend:
         threading = tf.config.threading
         if runtime.threads and threading.get_intra_op_parallelism_threads() != runtime.threads:
             threading.set_intra_op_parallelism_threads(runtime.threads)
-            threading.set_inter_op_parallelism_threads(max(1, runtime.threads // 2))
+            threading.set_inter_op_parallelism_threads(_inter_op(runtime))
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
-            if not tf.config.experimental.get_memory_growth(gpu):
+            if runtime.memory_growth and not tf.config.experimental.get_memory_growth(gpu):
                 tf.config.experimental.set_memory_growth(gpu, True)
+        # TensorFlow computes float32 matmuls in TF32 on GPUs that have it unless told
+        # otherwise; torch does not: "highest" holds both to full float32.
+        tf.config.experimental.enable_tensor_float_32_execution(
+            runtime.matmul_precision != "highest"
+        )
         if runtime.mixed_precision:
             from components.backends.tensorflow.model import keras
 
@@ -78,6 +99,10 @@ class TensorflowBackend:
             "intra_op_threads": threading.get_intra_op_parallelism_threads(),
             "inter_op_threads": threading.get_inter_op_parallelism_threads(),
             "onednn": _onednn_enabled(),
+            "compile": "XLA jit_compile" if runtime.compile else "none",
+            "matmul_precision": "high (TF32 where the GPU has it)"
+            if tf.config.experimental.tensor_float_32_execution_enabled()
+            else "highest",
         }
 
     def fit_trial(
@@ -226,6 +251,11 @@ def _category_names(positions: np.ndarray, name: str, constants: Constants) -> n
     names[np.isnan(positions)] = str(constants.impute[name])
     names[known] = [vocabulary[int(p)] for p in positions[known]]
     return names.astype(str).astype(object)
+
+
+def _inter_op(runtime: RuntimeSettings) -> int:
+    """Inter-op threads: as declared, else half the intra-op threads (at least 1)."""
+    return runtime.inter_op_threads or max(1, runtime.threads // 2)
 
 
 def _onednn_enabled() -> bool | None:

@@ -27,9 +27,14 @@ def keras_metric(metric: str) -> str:
 
 
 def compile_model(
-    spec: ModelSpec, hyper: Hyperparams, task: str, target: tuple[float, float] | None = None
+    spec: ModelSpec,
+    hyper: Hyperparams,
+    task: str,
+    target: tuple[float, float] | None = None,
+    *,
+    jit_compile: bool = False,
 ) -> Any:
-    """Build and compile the model of one trial.
+    """Build and compile the model of one trial (``jit_compile``: XLA-compiled steps).
 
     Weight decay means the same in both frameworks: ``adamw`` decays decoupled
     (Keras AdamW = torch AdamW); ``adam`` and ``sgd`` add ``weight_decay * w`` to
@@ -53,7 +58,7 @@ def compile_model(
         )
     else:
         loss, metrics = "mse", [k.metrics.RootMeanSquaredError(name="rmse")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     # Profiling: the first fit in a process spent ~10 s in AutoGraph converting
     # tf_keras' train_step and test_step, which have no tensor-dependent Python
     # control flow to convert. tf.function still traces them.
@@ -71,17 +76,18 @@ def fit_trial(
     *,
     data: SplitArrays,
     settings: FitSettings,
-    log_to_mlflow: bool = True,
 ) -> TrialResult:
     """Train one trial's model with pruning and early stopping; save it; return its best value."""
     from optuna_integration.tfkeras import TFKerasPruningCallback
 
     k = keras()
     k.utils.set_random_seed(settings.seed + trial.number)
-    model = compile_model(spec, hyper, settings.task, settings.target)
+    model = compile_model(
+        spec, hyper, settings.task, settings.target, jit_compile=settings.runtime.compile
+    )
     monitor = keras_metric(settings.metric)
     maximise = search.direction(settings.metric) == "maximize"
-    log = EpochLog(log_to_mlflow)
+    log = EpochLog(settings.log_to_mlflow)
 
     class _Epochs(k.callbacks.Callback):  # type: ignore[name-defined]
         """Feeds each epoch's ``split/metric`` values to the shared :class:`EpochLog`."""
@@ -124,6 +130,7 @@ def fit_trial(
         model_path=path,
         history=log.history,
         fit_seconds=fit_seconds,
+        epoch_seconds=list(log.seconds),
         examples_per_s=steady_rate(len(data.x_train), log.seconds),
     )
 

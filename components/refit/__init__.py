@@ -1,0 +1,1 @@
+"""The post-study refit: cost figures of every framework on the same configurations."""
