@@ -262,6 +262,18 @@ class Backend(Protocol):
         ...
 
 
+#: Rows per call when a model answers a whole split.
+CHUNK = 1024
+
+
+def batched(call: Callable[[np.ndarray], Any], matrix: np.ndarray) -> np.ndarray:
+    """``call`` over every row of the serving matrix, ``CHUNK`` rows at a time."""
+    parts = [
+        np.asarray(call(matrix[start : start + CHUNK])) for start in range(0, len(matrix), CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
 def onnx_runtime(path: Path, threads: int) -> Call:
     """An ONNX Runtime CPU session on ``threads`` intra-op threads (every backend exports ONNX)."""
     import onnxruntime

@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.backends.base import Loaded
+from components.backends.base import Loaded, batched
 from components.contracts import CLASSIFICATION, Constants, TrainingMetrics
 from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
 from components.evaluate.latency import Timings, method, time_interleaved
-from components.evaluate.models import batched
 from components.evaluate.select import Candidate, Selection, choose, negated, ranked
 from components.evaluate.stats import Interval, mcnemar, paired_bootstrap
 from components.training.features import raw_matrix, targets

@@ -9,12 +9,8 @@ framework by name, so a new framework needs no edit of evaluate, export or regis
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from components import backends
 from components.backends.base import Backend
@@ -26,8 +22,6 @@ from components.contracts import (
     load_training_metrics,
 )
 from components.errors import BakeoffError
-
-CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -96,11 +90,3 @@ def limit_threads(frameworks: dict[str, Competitor], threads: int) -> None:
         if one.backend.name not in limited:
             one.backend.limit_threads(threads)
             limited.add(one.backend.name)
-
-
-def batched(call: Callable[[np.ndarray], Any], matrix: np.ndarray) -> np.ndarray:
-    """``call`` over every row of the serving matrix, ``CHUNK`` rows at a time."""
-    parts = [
-        np.asarray(call(matrix[start : start + CHUNK])) for start in range(0, len(matrix), CHUNK)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0,))

@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from components.backends.base import EAGER, Bundle
+from components.backends.base import EAGER, Bundle, batched
 from components.contracts import Constants, ExportManifest, ModelCard, ServingLayout
 from components.errors import BakeoffError
 from components.evaluate.latency import method, time_interleaved
-from components.evaluate.models import batched
 from components.export.parity import Limits, Parity, check
 from components.training.features import target_scale
 

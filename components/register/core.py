@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from components import params
-from components.backends.base import onnx_runtime
+from components.backends.base import batched, onnx_runtime
 from components.contracts import (
     Comparison,
     Constants,
@@ -31,7 +31,6 @@ from components.contracts import (
 )
 from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
-from components.evaluate.models import batched
 from components.export.parity import metric_of
 from components.register.gate import CHAMPION, Decision, decide
 from components.training import tracking

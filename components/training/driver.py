@@ -237,7 +237,6 @@ def train(
         data=job.data_hash,
         study=plan.name,
     ).info.run_id
-    began = int(time.time() * 1000)
     settings = FitSettings(
         task=constants.task,
         metric=plan.metric,
@@ -333,7 +332,6 @@ def train(
         component_seconds={name: round(value, 2) for name, value in timings.items()},
         peak_memory_mb=peak_memory_mb(),
         learning_curve={key: list(history[key]) for key in CURVES if key in history},
-        window=(began, int(time.time() * 1000)),
         runtime=runtime,
         study=plan.name,
         data_hash=job.data_hash,

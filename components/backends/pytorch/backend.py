@@ -117,11 +117,9 @@ class PytorchBackend:
 
     def predict(self, model: Any, matrix: np.ndarray) -> np.ndarray:
         """Probabilities (rows, classes) or values (rows,)."""
-        import torch
+        from components.backends.pytorch.export import eager_runtime
 
-        with torch.inference_mode():
-            values = model(torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)))
-        values = values.numpy()
+        values = eager_runtime(model)(matrix)
         return values if values.ndim == 2 and values.shape[1] > 1 else values.reshape(-1)
 
     def save(

@@ -16,12 +16,12 @@ from components.backends.base import (
     Loaded,
     RuntimeSettings,
     SplitArrays,
+    batched,
     onnx_runtime,
     size_on_disk,
 )
 from components.contracts import Constants, ModelCard
 
-CHUNK = 1024  # rows per call when predicting a whole split
 RUNTIMES = {
     "savedmodel": "TensorFlow (tf.saved_model.load, serving_default)",
     "tflite": "TFLite interpreter",
@@ -129,13 +129,9 @@ class TensorflowBackend:
         """Probabilities (rows, classes) or values (rows,), ``CHUNK`` rows per call."""
         import tensorflow as tf
 
-        parts = [
-            model(
-                tf.constant(np.ascontiguousarray(matrix[start : start + CHUNK], np.float32))
-            ).numpy()
-            for start in range(0, len(matrix), CHUNK)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+        return batched(
+            lambda rows: model(tf.constant(np.ascontiguousarray(rows, np.float32))).numpy(), matrix
+        )
 
     def save(
         self, network: Any, constants: Constants, folder: Path, best_path: Path
