@@ -111,7 +111,17 @@ def markdown(costs: Mapping[str, Any]) -> list[str]:
         if components:
             listed = ", ".join(f"{key} {value:.1f}" for key, value in components.items())
             lines.append(f"- {name}'s stage, seconds per component: {listed}.")
-    lines += ["", "## Runtime settings", ""]
+    lines += [
+        "",
+        "## Runtime settings",
+        "",
+        "What each setting is worth on a machine: `benchmarks/framework_settings.py` "
+        "(both frameworks under their defaults, oneDNN off, these settings and compiling; "
+        "results in `benchmarks/results/framework_settings.json`, with the CPU they ran on). "
+        "Every serving format's batch-1 p50/p99 and batch-256 throughput, with intervals: "
+        "`reports/serving_bench.json` (the export stage).",
+        "",
+    ]
     for name in names:
         runtime = frameworks[name]["runtime"]
         declared = runtime.get("declared", {})
