@@ -21,9 +21,9 @@ named setting differs:
 - ``bakeoff+compile``: the same with ``compile: true`` (Keras ``jit_compile``,
   i.e. XLA; ``torch.compile``).
 
-Architectures: ``mlp`` (2 hidden layers from 128 units); ``cnn`` (the default
-digits CNN family's largest point: 3 blocks of at most 64 filters, the bound
-bakeoff's params set, and a 256-unit dense layer); ``cnn_unbounded`` (the same
+Architectures: ``mlp`` (2 hidden layers from 128 units); ``cnn`` (the digits
+CNN family's largest point under a bound of 64 filters per block, and a
+256-unit dense layer; params bound it at 128); ``cnn_unbounded`` (the same
 without the bound: 256/512/1024 filters, 6.2M parameters, the network the
 issue measured at 142 s/epoch under TensorFlow's defaults).
 

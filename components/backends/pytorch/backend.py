@@ -92,9 +92,13 @@ class PytorchBackend:
         self, trial: Any, hyper: Any, spec: Any, data: SplitArrays, settings: FitSettings
     ) -> Any:
         """One Lightning fit, checkpointing the best epoch."""
+        import torch
+
         from components.backends.pytorch.data import SplitDataModule
         from components.backends.pytorch.fit import Device, fit_trial
 
+        # Per process: an Optuna worker process did not run configure.
+        torch.set_float32_matmul_precision(settings.runtime.matmul_precision)
         if self._arrays is not data:  # encoded once per process, reused by every trial
             self._module, self._arrays = SplitDataModule(data), data
         device = self.device or Device.detect(
