@@ -155,25 +155,6 @@ def time_interleaved(
     return Timings(single, many, tuple(order))
 
 
-def profile_interleaved(
-    calls: Mapping[str, Predict],
-    rows: np.ndarray,
-    *,
-    repeats: int = 200,
-    rounds: int = 5,
-    warmup: int = 20,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict[str, dict[str, Any]]:
-    """Each call's batch-1 p50/p99 and batch-256 p50 and examples/s, timed interleaved.
-
-    See :func:`time_interleaved` for the timing and :meth:`Timings.summary`
-    for the intervals: a percentile bootstrap over whole rounds, at ``level``.
-    """
-    timings = time_interleaved(calls, rows, repeats=repeats, rounds=rounds, warmup=warmup)
-    return timings.summary(level=level, seed=seed)
-
-
 def _block(call: Predict, batches: list[np.ndarray], start: int, count: int) -> np.ndarray:
     """The seconds of ``count`` requests, cycling through ``batches`` from ``start``."""
     seconds = np.empty(count)

@@ -16,7 +16,6 @@ from components.evaluate.core import EvaluateParams, compare
 from components.evaluate.latency import (
     Timings,
     method,
-    profile_interleaved,
     time_interleaved,
 )
 from components.export.core import ONNX, serving_bench
@@ -41,10 +40,13 @@ def within(value: float, interval: list[float]) -> bool:
     return low <= value <= high
 
 
+def profile(calls, rows, *, level=0.95, seed=0, **timing):
+    """What evaluate and export do: time interleaved, then summarise with intervals."""
+    return time_interleaved(calls, rows, **timing).summary(level=level, seed=seed)
+
+
 def test_every_figure_carries_an_interval_that_holds_it():
-    profiles = profile_interleaved(
-        {"fast": fast, "slow": sleeper(0.002)}, ROWS, repeats=20, rounds=4, warmup=2
-    )
+    profiles = profile({"fast": fast, "slow": sleeper(0.002)}, ROWS, repeats=20, rounds=4, warmup=2)
     assert set(profiles) == {"fast", "slow"}
     for one in profiles.values():
         single, full = one["batch_1"], one["batch_256"]
@@ -139,7 +141,7 @@ def test_the_ratio_of_a_slow_call_over_a_fast_one_is_above_one():
 )
 def test_bad_timing_requests_are_refused(calls, rows, keywords, message):
     with pytest.raises(ValueError, match=message):
-        profile_interleaved(calls, rows, repeats=2, warmup=0, **keywords)
+        profile(calls, rows, repeats=2, warmup=0, **keywords)
 
 
 def test_the_serving_bench_times_every_format_together_with_intervals(tmp_path):
