@@ -82,14 +82,17 @@ def steady(epoch_seconds: Sequence[float], rows: int) -> tuple[float, float]:
     return rows / median, max(0.0, epoch_seconds[0] - median)
 
 
-def log_interval(values: Sequence[float], level: float) -> tuple[float, float, float]:
-    """Geometric mean of positive ``values`` and a Student's t interval on their logarithms."""
+def log_interval(values: Sequence[float], level: float) -> tuple[float, float | None, float | None]:
+    """Geometric mean of positive ``values`` and a Student's t interval on their logarithms.
+
+    One value has no interval (None: JSON's null, the report's "n/a").
+    """
     from scipy import stats
 
     logs = np.log(np.asarray(values, dtype=float))
     centre = float(np.exp(logs.mean()))
     if len(logs) < 2:
-        return centre, math.nan, math.nan
+        return centre, None, None
     half = float(
         stats.t.ppf((1 + level) / 2, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
     )

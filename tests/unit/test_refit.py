@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from components.errors import ParamsError
@@ -48,7 +46,8 @@ def test_the_interval_is_geometric_and_widens_with_spread():
     centre, low, high = core.log_interval([50.0, 200.0], 0.95)
     assert centre == pytest.approx(100.0)
     assert low < 50 and high > 200
-    assert all(math.isnan(value) for value in core.log_interval([7.0], 0.95)[1:])
+    centre, low, high = core.log_interval([7.0], 0.95)
+    assert centre == pytest.approx(7.0) and (low, high) == (None, None)  # JSON null, not NaN
 
 
 def test_ratios_are_paired_repeat_by_repeat():
@@ -76,3 +75,15 @@ def test_ratios_are_paired_repeat_by_repeat():
 def test_bad_refit_params_name_the_key(raw, message):
     with pytest.raises(ParamsError, match=message):
         params_from(raw)
+
+
+def test_one_repeat_gives_figures_without_intervals_that_json_can_hold():
+    import json
+
+    fits = [
+        {"config": "x", "framework": f, "repeat": 0, "examples_per_s": 100.0, "warm_up_s": 0.1}
+        for f in ("a", "b")
+    ]
+    summary = core.summarise(fits, {"x": {"architecture": "mlp"}}, level=0.95)
+    assert summary["x"]["rates"]["a"]["interval"] == [None, None]
+    json.dumps(summary, allow_nan=False)
