@@ -15,6 +15,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from components.backends.base import CPU_SHARE_VARIABLE
+from components.backends.base import (
+    available_cpus as available_cpus,  # one definition, for the runner
+)
 
 #: The trainers size their CPU thread pools from this when their params leave it at 0.
 CPU_THREADS_VARIABLE = CPU_SHARE_VARIABLE
@@ -82,14 +85,6 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
     if result.returncode != 0:
         return []
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
-
-
-def available_cpus() -> int:
-    """The CPU cores this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _parse_visible_devices(value: str) -> list[str]:

@@ -136,12 +136,16 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
     vectors = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
-    return {"cpu": model, "cores": cores, "vector_extensions": vectors}
+    return {"cpu": model, "cores": available_cpus(), "vector_extensions": vectors}
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from components.evaluate.models import add_trained_inputs, competitors
 from components.outputs import staged_outputs
 from components.params import fraction, load_params, whole
 from components.refit import core
+from components.training.search import TuningParams
 
 STAGE = "refit"
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         preprocessing=str(Path(args.preprocessing).resolve()),
         epochs=refit.epochs,
         threads=refit.threads or cores,
-        seed=int((params.get("train") or {}).get("seed", 0)),
+        seed=TuningParams.from_section(params.get("train") or {}).seed,
     )
     frameworks = [one.card.framework for one in trained.values()]
     started = time.perf_counter()

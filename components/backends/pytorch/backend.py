@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from components.backends.base import (
     Loaded,
     RuntimeSettings,
     SplitArrays,
+    available_cpus,
     onnx_runtime,
     size_on_disk,
 )
@@ -66,7 +66,7 @@ class PytorchBackend:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         threads = runtime.threads
         if runtime.workers > 1 and not threads:
-            threads = len(os.sched_getaffinity(0))  # to be shared out between the workers
+            threads = available_cpus()  # to be shared out between the workers
         per_worker = max(1, threads // runtime.workers) if threads else 0
         if runtime.inter_op_threads and torch.get_num_interop_threads() != runtime.inter_op_threads:
             # torch allows it once, before any inter-op work; the record says what it kept.
