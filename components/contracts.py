@@ -814,10 +814,20 @@ class RegistryRecord:
     pushed_to: str | None
     mlflow_run_id: str
     tags: Mapping[str, str]
+    # The interval of the improvement over the champion (better-is-positive); none without one.
+    improvement: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``registry.json``."""
         return asdict(self)
+
+
+#: ``reports/comparison.md``'s last verdict line as evaluate writes it; the register stage
+#: logs the report with its gate's decision in its place.
+CHAMPION_PENDING = (
+    "- **Champion**: the register stage's gate decides next (reports/registry.json; the "
+    "report logged with the registered version carries its decision here)."
+)
 
 
 def load_registry_record(path: str | Path) -> RegistryRecord:
@@ -836,4 +846,5 @@ def load_registry_record(path: str | Path) -> RegistryRecord:
         pushed_to=read.text("pushed_to", None),
         mlflow_run_id=read.text("mlflow_run_id"),
         tags={key: str(value) for key, value in read.mapping("tags").items()},
+        improvement=read.get("improvement", dict, "a mapping", None),
     )

@@ -99,6 +99,7 @@ def copy_repository(folder: Path) -> Path:
 SMOKE: dict[str, dict[str, Any]] = {
     "train": {"trials": 2, "epochs": 1},
     "refit": {"epochs": 2, "repeats": 2},
+    "evaluate": {"seeds": 2},
 }
 
 

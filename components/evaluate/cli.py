@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from components.contracts import load_constants, read_json
-from components.errors import ParamsError
+from components.errors import BakeoffError, ParamsError
 from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
 from components.params import fraction, load_params, number, section, whole
@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refit", help="the refit stage's training-cost figures (JSON); left out: none reported"
     )
+    parser.add_argument(
+        "--refit-outputs",
+        help="the refit stage's test outputs at every training seed (NumPy archive); "
+        "left out: the verdict reads the shipped models alone",
+    )
     parser.add_argument("--comparison", required=True, help="JSON comparison to write")
     parser.add_argument("--report", required=True, help="Markdown report to write")
     parser.add_argument("--figures", required=True, help="folder of the report's figures")
@@ -40,6 +45,7 @@ def params_from(raw: dict[str, Any], tuning: TuningParams, task: str) -> Any:
     return EvaluateParams(
         optimised=tuning.objective_metric(task),
         resamples=whole(raw.get("resamples", 2000), "evaluate.resamples", 100),
+        seeds=whole(raw.get("seeds", 3), "evaluate.seeds", 1),
         level=_level(raw.get("level", 0.95)),
         seed=whole(raw.get("seed", 0), "evaluate.seed", 0),
         threads=whole(raw.get("threads", 1), "evaluate.threads", 1),
@@ -47,6 +53,19 @@ def params_from(raw: dict[str, Any], tuning: TuningParams, task: str) -> Any:
         latency_rounds=whole(raw.get("latency_rounds", 5), "evaluate.latency_rounds", 2),
         latency_margin=number(raw.get("latency_margin", 0.1), "evaluate.latency_margin", 0.0),
     )
+
+
+def _seed_outputs(path: str) -> dict[str, Any]:
+    """Each framework's test outputs at every refit seed, from the refit stage's archive."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as error:
+        raise BakeoffError(
+            f"{path}: not the refit stage's test outputs ({error}); rerun refit"
+        ) from None
 
 
 def _level(value: Any) -> float:
@@ -78,7 +97,8 @@ def run(args: argparse.Namespace) -> None:
     }
     training = {name: one.metrics for name, one in trained.items()}
     test = pd.read_parquet(Path(args.data_dir) / "test.parquet")
-    comparison = core.compare(test, constants, models, training, own)
+    seeds = _seed_outputs(args.refit_outputs) if args.refit_outputs else None
+    comparison = core.compare(test, constants, models, training, own, seeds)
     comparison["params"] = asdict(own)
     for name, one in trained.items():
         comparison["frameworks"][name]["backend"] = one.card.framework

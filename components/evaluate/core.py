@@ -4,9 +4,13 @@ Pure: it takes the test table, the shared constants, the loaded models and
 what their training stages reported, and returns the comparison as a dict
 (``reports/comparison.json``). Reading and writing is the CLI's.
 
-Any number of frameworks from two up: the best on the selection metric is the
-leader, and every other framework gets the same paired bootstrap interval (and
-McNemar's test, for classes) against it (``differences``). ``difference`` is
+Any number of frameworks from two up. The verdict reads each framework's
+refits at ``evaluate.seeds`` training seeds (the refit stage's test outputs;
+without them, the shipped model alone): the best on the selection metric's
+mean over seeds is the leader, and every other framework gets the same
+bootstrap interval over seeds and test rows against it
+(:func:`components.evaluate.stats.seeds_and_rows`), and McNemar's test of the
+shipped models, for classes (``differences``). ``difference`` is
 the winner against the runner-up, ``a`` and ``b`` in name order, as it was
 when there were only ever two. All models are timed together, interleaved;
 ``latency_ratio`` is the batch-1 p50 of the two fastest, one over the other,
@@ -29,7 +33,7 @@ from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
 from components.evaluate.latency import Timings, method, time_interleaved
 from components.evaluate.select import Candidate, Selection, choose, negated, ranked
-from components.evaluate.stats import Interval, mcnemar, paired_bootstrap
+from components.evaluate.stats import Interval, mcnemar, per_row, seeds_and_rows
 from components.training.features import raw_matrix, targets
 
 # The test metric the selection reads, for each optimised validation metric.
@@ -62,6 +66,7 @@ class EvaluateParams:
 
     optimised: str  # train.metric, resolved: val/accuracy, val/loss or val/rmse
     resamples: int = 2000
+    seeds: int = 3  # training seeds the refit stage fits each framework with
     level: float = 0.95
     seed: int = 0
     threads: int = 1
@@ -84,8 +89,13 @@ def compare(
     models: Mapping[str, Loaded],
     training: Mapping[str, TrainingMetrics],
     params: EvaluateParams,
+    seeds: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Score every model, test each against the leader, time them, and pick the winner."""
+    """Score every model, test each against the leader, time them, and pick the winner.
+
+    ``seeds`` holds each framework's test outputs at every training seed of the
+    refit (seeds first); a framework without them is judged on its shipped model.
+    """
     if len(models) < 2:
         raise BakeoffError(
             f"evaluate: the comparison needs two or more trained models; found {sorted(models)}"
@@ -112,11 +122,23 @@ def compare(
         rounds=params.latency_rounds,
     )
     latency = timings.summary(level=params.level, seed=params.seed)
+    by_seed = {
+        name: (seeds[name] if seeds and name in seeds else outputs[name][None]) for name in names
+    }
+    for name, stacked in by_seed.items():
+        if stacked.shape[1:] != outputs[name].shape:
+            raise BakeoffError(
+                f"evaluate: {name}'s refit outputs have shape {stacked.shape[1:]} per seed, "
+                f"its model's {outputs[name].shape}; rerun the refit stage"
+            )
     per_framework: dict[str, dict[str, Any]] = {}
     for name in names:
         model, trained = models[name], training[name]
         per_framework[name] = {
             "test": scoring.score(task, outputs[name], truth),
+            "seeds": _over_seeds(
+                task, metric, by_seed[name], truth, refit=bool(seeds and name in seeds)
+            ),
             "latency": latency[name],
             "size_bytes": model.size_bytes,
             "model_path": str(model.path),
@@ -126,7 +148,7 @@ def compare(
     candidates = {
         name: Candidate(
             name,
-            float(per_framework[name]["test"][metric]),
+            float(per_framework[name]["seeds"]["mean"]),
             per_framework[name]["latency"]["batch_1"]["p50_ms"],
             per_framework[name]["size_bytes"],
         )
@@ -140,7 +162,7 @@ def compare(
             "quality gates; see 'blessed' in metrics/*.json); there is nothing new to ship"
         )
     leader = ranked([candidates[n] for n in eligible], higher_is_better=higher)[0].framework
-    pairs = _Pairs(task, metric, outputs, truth, params)
+    pairs = _Pairs(task, metric, outputs, by_seed, truth, params)
     differences = {name: pairs.describe(name, leader) for name in names if name != leader}
     if len(eligible) == 1:
         chosen = _only_eligible(leader, [n for n in names if n != leader], candidates, higher)
@@ -150,6 +172,7 @@ def compare(
             [(candidates[n], pairs.interval(n, leader)) for n in eligible if n != leader],
             metric=f"test/{metric}",
             higher_is_better=higher,
+            latency_ratio=lambda slower, faster: _ratio_bounds(timings, slower, faster, params),
             latency_margin=params.latency_margin,
         )
     a, b = sorted((chosen.winner, chosen.runner_up))
@@ -173,6 +196,29 @@ def compare(
         "decided_by": chosen.decided_by,
         "reason": chosen.reason,
         "fairness": fairness(training),
+    }
+
+
+def _ratio_bounds(
+    timings: Timings, slower: str, faster: str, params: EvaluateParams
+) -> tuple[float, float]:
+    ratio = timings.ratio_interval(slower, faster, level=params.level, seed=params.seed)
+    return ratio.low, ratio.high
+
+
+def _over_seeds(
+    task: str, metric: str, stacked: np.ndarray, truth: np.ndarray, *, refit: bool
+) -> dict[str, Any]:
+    """The selection metric at each training seed, their mean and spread (sample deviation)."""
+    scores = [float(scoring.score(task, one, truth)[metric]) for one in stacked]
+    return {
+        "source": "refit" if refit else "shipped model",
+        "count": len(scores),
+        "scores": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
+        "min": min(scores),
+        "max": max(scores),
     }
 
 
@@ -208,23 +254,27 @@ class _Pairs:
         task: str,
         metric: str,
         outputs: Mapping[str, np.ndarray],
+        by_seed: Mapping[str, np.ndarray],
         truth: np.ndarray,
         params: EvaluateParams,
     ) -> None:
         self.task, self.metric, self.outputs, self.truth = task, metric, outputs, truth
         self.params = params
-        self.rows = {name: _per_row(metric, output, truth) for name, output in outputs.items()}
+        self.rows = {
+            name: np.stack([per_row(metric, one, truth) for one in stacked])
+            for name, stacked in by_seed.items()
+        }
         self._intervals: dict[tuple[str, str], Interval] = {}
 
     def interval(self, a: str, b: str) -> Interval:
-        """The paired bootstrap interval of ``a - b`` on the selection metric."""
+        """The bootstrap interval of ``a - b`` on the selection metric's mean over seeds."""
         if a > b:
             return negated(self.interval(b, a))
         if (a, b) not in self._intervals:
-            self._intervals[(a, b)] = paired_bootstrap(
-                _aggregate(self.metric),
+            self._intervals[(a, b)] = seeds_and_rows(
                 self.rows[a],
                 self.rows[b],
+                root=self.metric == "rmse",
                 resamples=self.params.resamples,
                 level=self.params.level,
                 seed=self.params.seed,
@@ -242,6 +292,9 @@ class _Pairs:
             "interval": [interval.low, interval.high],
             "level": interval.level,
             "resamples": interval.resamples,
+            "seeds": {name: len(self.rows[name]) for name in (a, b)},
+            "method": "pigeonhole bootstrap over training seeds and test rows (Owen 2007), "
+            "percentile interval",
             "significant": interval.excludes_zero(),
         }
         if self.task == CLASSIFICATION:
@@ -270,23 +323,6 @@ def _only_eligible(
         f"{names}'s last training run saved no model (below its quality gate), so the "
         f"{names} model on disk is from an earlier run and cannot win",
     )
-
-
-def _aggregate(metric: str) -> Any:
-    """A resample's metric from its rows' shares: their mean, or its root for RMSE."""
-    if metric == "rmse":
-        return lambda values: float(np.sqrt(np.mean(values)))
-    return np.mean
-
-
-def _per_row(metric: str, output: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Each row's share of the metric, so that a resample's metric is their mean (RMSE: root)."""
-    if metric == "accuracy":
-        return (output.argmax(1) == truth).astype(np.float64)
-    if metric == "log_loss":
-        chosen = output[np.arange(len(truth)), truth]
-        return -np.log(np.clip(chosen.astype(np.float64), scoring.EPSILON, 1.0))
-    return (output.astype(np.float64).reshape(-1) - truth.astype(np.float64)) ** 2
 
 
 def _plain(value: Any) -> Any:

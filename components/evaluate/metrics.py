@@ -2,7 +2,9 @@
 
 Inputs are plain arrays, whatever produced them: class probabilities (rows
 sum to 1) with integer class indices, or predicted values with true values.
-Metric names follow ``split/metric`` once a caller prefixes the split.
+Metric names follow ``split/metric`` once a caller prefixes the split. Every
+figure is scikit-learn's; this module only fixes the labels (every class of
+the data, present in the rows or not) and the zero-division convention.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn import metrics
 
 # Probabilities are clipped here before the logarithm, as scikit-learn does.
 EPSILON = 1e-15
@@ -33,42 +36,39 @@ def classification(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, A
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    classes = probabilities.shape[1]
     if len(labels) != len(probabilities):
         raise ValueError(f"{len(labels)} labels for {len(probabilities)} predictions")
+    classes = list(range(probabilities.shape[1]))
     predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    hits = np.diag(confusion).astype(np.float64)
-    predicted_counts = confusion.sum(axis=0)
-    true_counts = confusion.sum(axis=1)
-    precision = np.divide(hits, predicted_counts, out=np.zeros(classes), where=predicted_counts > 0)
-    recall = np.divide(hits, true_counts, out=np.zeros(classes), where=true_counts > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros(classes), where=both > 0)
-    chosen = np.clip(probabilities[np.arange(len(labels)), labels], EPSILON, 1.0)
+    precision, recall, _, _ = metrics.precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0.0
+    )
+    # Clipped away from 0 (a certain mistake would be an infinite loss), rows summing to 1.
+    clipped = np.clip(probabilities, EPSILON, 1.0)
     return {
-        "accuracy": float(hits.sum() / len(labels)),
-        "macro_f1": float(f1.mean()),
-        "log_loss": float(-np.log(chosen).mean()),
+        "accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "macro_f1": float(
+            metrics.f1_score(labels, predicted, labels=classes, average="macro", zero_division=0.0)
+        ),
+        "log_loss": float(
+            metrics.log_loss(labels, clipped / clipped.sum(axis=1, keepdims=True), labels=classes)
+        ),
         "precision": precision.tolist(),
         "recall": recall.tolist(),
-        "confusion_matrix": confusion.tolist(),
+        "confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=classes).tolist(),
     }
 
 
 def regression(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and R² (1 - residual / total sum of squares; 0 for a constant target)."""
+    """RMSE, MAE and R² (scikit-learn's: 0 for a constant target not matched exactly)."""
     predicted = np.asarray(predicted, dtype=np.float64).reshape(-1)
     actual = np.asarray(actual, dtype=np.float64).reshape(-1)
     if len(predicted) != len(actual):
         raise ValueError(f"{len(actual)} values for {len(predicted)} predictions")
-    residual = actual - predicted
-    total = float(((actual - actual.mean()) ** 2).sum())
     return {
-        "rmse": float(np.sqrt((residual**2).mean())),
-        "mae": float(np.abs(residual).mean()),
-        "r2": 1.0 - float((residual**2).sum()) / total if total > 0 else 0.0,
+        "rmse": float(np.sqrt(metrics.mean_squared_error(actual, predicted))),
+        "mae": float(metrics.mean_absolute_error(actual, predicted)),
+        "r2": float(metrics.r2_score(actual, predicted)),
     }
 
 

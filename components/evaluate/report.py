@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from components.contracts import CHAMPION_PENDING
 from components.evaluate import costs
 
 LEARNING = "learning_curves.png"
@@ -88,6 +89,10 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
     lines = [
         f"# bakeoff: {comparison['dataset']} ({comparison['task']})",
         "",
+        *verdict(comparison),
+        "",
+        "## Evidence",
+        "",
         f"**Winner: {comparison['winner']}** — {comparison['reason']}.",
         "",
         f"Scored on the same {comparison['test_rows']} test rows with the same metric code; "
@@ -106,7 +111,11 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         lines.append(f"| {label} | " + " | ".join(_cell(v) for v in values) + " |")
 
     for key in test_keys:
-        row(f"test/{key}", [frameworks[n]["test"][key] for n in names])
+        row(f"test/{key} (shipped model)", [frameworks[n]["test"][key] for n in names])
+    row(
+        f"{metric} over training seeds: mean, sd, min to max",
+        [_over_seeds(frameworks[n]["seeds"]) for n in names],
+    )
     latency = {n: frameworks[n]["latency"] for n in names}
     row("batch-1 p50 latency (ms)", [_timed(latency[n]["batch_1"], "p50_ms") for n in names])
     row("batch-1 p99 latency (ms)", [_timed(latency[n]["batch_1"], "p99_ms") for n in names])
@@ -145,8 +154,9 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         f"{metric}, {difference['a']} minus {difference['b']}"
         + (" (the winner and the runner-up)" if len(names) > 2 else "")
         + f": {difference['value']:+.4f}, "
-        f"{difference['level']:.0%} paired bootstrap interval [{lo:+.4f}, {hi:+.4f}] "
-        f"over {difference['resamples']} resamples: "
+        f"as a mean over training seeds ({', '.join(f'{k} {v}' for k, v in difference['seeds'].items())}): "
+        f"{difference['level']:.0%} interval [{lo:+.4f}, {hi:+.4f}] by the "
+        f"{difference['method']}, {difference['resamples']} resamples: "
         + (
             "the interval excludes zero."
             if difference["significant"]
@@ -157,7 +167,7 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         test = difference["mcnemar"]
         lines += [
             "",
-            f"McNemar's test ({'exact binomial' if test['exact'] else 'chi-square, continuity-corrected'}): "
+            f"McNemar's test of the shipped models ({'exact binomial' if test['exact'] else 'chi-square, continuity-corrected'}): "
             f"{test['only_a_right']} rows only {difference['a']} got right, "
             f"{test['only_b_right']} only {difference['b']}; p = {test['p_value']:.4g}.",
         ]
@@ -174,6 +184,64 @@ def markdown(comparison: Mapping[str, Any], figures: list[str], figure_dir: str)
         lines += ["", "## Figures", ""]
         lines += [f"![{name}]({figure_dir}/{name})" for name in figures]
     return "\n".join(lines) + "\n"
+
+
+def verdict(comparison: Mapping[str, Any]) -> list[str]:
+    """The short verdict the report opens with: quality, training speed, what ships, the champion."""
+    frameworks = comparison["frameworks"]
+    metric = comparison["metric"]
+    leader = comparison["leader"]
+    over = {name: frameworks[name]["seeds"] for name in sorted(frameworks)}
+    counts = sorted({one["count"] for one in over.values()})
+    seeds = f"{'/'.join(map(str, counts))} training seed{'s' if counts != [1] else ''}"
+    figures = ", ".join(
+        f"{name} {one['mean']:.4f}" + (f" ± {one['std']:.4f}" if one["std"] is not None else "")
+        for name, one in over.items()
+    )
+    tied = comparison["tied_with_leader"]
+    if len(tied) > 1:
+        quality = f"tie on {metric} across {seeds} ({figures}; mean ± sd over seeds)"
+    else:
+        quality = f"{leader} is better on {metric} across {seeds} ({figures}; mean ± sd over seeds)"
+    level = next(iter(comparison["differences"].values()))["level"]
+    intervals = "; ".join(
+        f"{name} - {leader} [{one['interval'][0]:+.4f}, {one['interval'][1]:+.4f}]"
+        for name, one in sorted(comparison["differences"].items())
+    )
+    lines = [
+        "## Verdict",
+        "",
+        f"- **Quality**: {quality}; {level:.0%} interval over seeds and test rows: {intervals}.",
+    ]
+    lines += [f"- **Training speed**: {line}" for line in _speed(comparison)]
+    lines += [
+        f"- **Ships**: {comparison['winner']} (decided by {comparison['decided_by']}; "
+        "the rule and its evidence are below).",
+        CHAMPION_PENDING,
+    ]
+    return lines
+
+
+def _speed(comparison: Mapping[str, Any]) -> list[str]:
+    """Each configuration's training-speed ratio, stated only where its interval excludes 1."""
+    throughput = (comparison.get("costs") or {}).get("training_throughput")
+    if not throughput:
+        return ["not measured (no refit figures)."]
+    lines = []
+    for config, entry in throughput["by_configuration"].items():
+        for ratio in entry["ratios"]:
+            low, high = ratio["interval"]
+            faster, slower, value = ratio["framework"], ratio["over"], ratio["ratio"]
+            if value < 1:
+                faster, slower = slower, faster
+                value, low, high = 1 / value, *(None if x is None else 1 / x for x in (high, low))
+            span = "no interval (one repeat)" if low is None else f"[{low:.2f}, {high:.2f}]"
+            shown = low is not None and low > 1
+            lines.append(
+                f"{faster} trains {value:.2f}x as fast as {slower} on {config}'s configuration "
+                f"{span}" + ("" if shown else ": not shown to differ") + "."
+            )
+    return lines
 
 
 def _against_leader(comparison: Mapping[str, Any]) -> list[str]:
@@ -194,6 +262,14 @@ def _against_leader(comparison: Mapping[str, Any]) -> list[str]:
             f"{_cell(p_value)} | {'yes' if name in comparison['tied_with_leader'] else 'no'} |"
         )
     return lines
+
+
+def _over_seeds(seeds: Mapping[str, Any]) -> str:
+    spread = "n/a" if seeds["std"] is None else f"{seeds['std']:.4f}"
+    return (
+        f"{seeds['mean']:.4f}, {spread}, {seeds['min']:.4f} to {seeds['max']:.4f} "
+        f"({seeds['count']}, {seeds['source']})"
+    )
 
 
 def _timed(figure: Mapping[str, Any], field: str, spec: str = ".3f") -> str:

@@ -1,18 +1,21 @@
 """Choosing the winner: the metric named in params, then a declared tie-break.
 
-The leader is the framework best on the metric. Every other framework's
-paired bootstrap interval against the leader says whether the data can tell
-them apart: one whose interval includes zero is tied with the leader. Among
-the tied set, the winner is the one with the faster batch-1 inference (native
-runtime, p50) when it is faster than every other by more than
-``latency_margin``; otherwise, among those within the margin of the fastest,
-the smaller model on disk; otherwise, so the rule always decides, the
-framework first in alphabetical order.
+The leader is the framework best on the metric (its mean over the training
+seeds). Every other framework's bootstrap interval against the leader, over
+seeds and test rows, says whether the data can tell them apart: one whose
+interval includes zero is tied with the leader. A cost breaks a tie only when
+its evidence is beyond doubt: the fastest batch-1 inference (native runtime,
+p50) wins when the interval of every other tied model's p50 over its own
+(interleaved timing rounds, bootstrapped) lies wholly above ``1 +
+margin``; otherwise, among the tied, the smallest model on disk wins when
+every other is larger by more than the margin (sizes are exact, not
+measured); otherwise, so the rule always decides, the framework first in
+alphabetical order. Which rule decided, and on what evidence, is in the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from components.evaluate.stats import Interval
@@ -26,6 +29,21 @@ class Candidate:
     score: float  # the selection metric on the test split
     latency_ms: float  # batch-1 p50 in its native runtime
     size_bytes: int
+
+
+# (slower, faster) -> the interval (low, high) of slower's batch-1 p50 over faster's.
+LatencyRatio = Callable[[str, str], tuple[float, float]]
+
+
+def exact_latency(candidates: Sequence[Candidate]) -> LatencyRatio:
+    """Ratios of latencies known without noise (no interval): for rules checked on known inputs."""
+    latency = {c.framework: c.latency_ms for c in candidates}
+
+    def ratio(slower: str, faster: str) -> tuple[float, float]:
+        value = latency[slower] / latency[faster]
+        return value, value
+
+    return ratio
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,7 @@ def choose(
     *,
     metric: str,
     higher_is_better: bool,
+    latency_ratio: LatencyRatio,
     latency_margin: float = 0.1,
 ) -> Selection:
     """The winner of ``leader`` and ``rivals``, each rival with its interval of ``rival - leader``."""
@@ -78,35 +97,47 @@ def choose(
         + f": a tie, the {level:.0%} interval against {leader.framework} includes zero "
         f"({bounds})"
     )
-    return _tie_break(tied, tie, latency_margin)
+    return _tie_break(tied, tie, latency_ratio, latency_margin)
 
 
-def _tie_break(tied: list[Candidate], tie: str, latency_margin: float) -> Selection:
-    """Latency beyond the margin, then size, then name, among the tied set."""
-    by_latency = sorted(tied, key=lambda c: (c.latency_ms, c.framework))
-    fast = by_latency[0]
-    close = [c for c in tied if c.latency_ms <= fast.latency_ms * (1 + latency_margin)]
-    if len(close) == 1:
-        slow = by_latency[1]
+def _tie_break(
+    tied: list[Candidate], tie: str, latency_ratio: LatencyRatio, margin: float
+) -> Selection:
+    """Latency beyond the margin on its interval, then size beyond the margin, then name."""
+    fast, *others = sorted(tied, key=lambda c: (c.latency_ms, c.framework))
+    bounds = {c.framework: latency_ratio(c.framework, fast.framework) for c in others}
+    slow = min(others, key=lambda c: (bounds[c.framework][0], c.framework))
+    low, high = bounds[slow.framework]
+    evidence = (
+        f"{slow.framework}'s batch-1 p50 {slow.latency_ms:.3f} ms over {fast.framework}'s "
+        f"{fast.latency_ms:.3f} ms: {slow.latency_ms / fast.latency_ms:.2f}x "
+        f"[{low:.2f}, {high:.2f}]"
+    )
+    if low > 1 + margin:
         return Selection(
             fast.framework,
             slow.framework,
             "latency",
-            f"{tie}; faster batch-1 inference: {fast.latency_ms:.3f} ms against "
-            f"{slow.latency_ms:.3f} ms",
+            f"{tie}; faster batch-1 inference: {evidence}, beyond the {margin:.0%} margin",
         )
-    by_size = sorted(close, key=lambda c: (c.size_bytes, c.framework))
-    small, large = by_size[0], by_size[1]
-    if small.size_bytes < large.size_bytes:
+    latency = f"latency not shown to differ by more than {margin:.0%} ({evidence})"
+    small, *larger = sorted(tied, key=lambda c: (c.size_bytes, c.framework))
+    large = min(larger, key=lambda c: (c.size_bytes, c.framework))
+    if large.size_bytes > small.size_bytes * (1 + margin):
         return Selection(
             small.framework,
             large.framework,
             "size",
-            f"{tie}; latency within {latency_margin:.0%}; smaller model: "
-            f"{small.size_bytes:,} bytes against {large.size_bytes:,}",
+            f"{tie}; {latency}; smaller model: {small.size_bytes:,} bytes against "
+            f"{large.size_bytes:,}, beyond the {margin:.0%} margin",
         )
+    first, second, *_ = sorted(tied, key=lambda c: c.framework)
     return Selection(
-        small.framework, large.framework, "name", f"{tie}; same latency and size; by name"
+        first.framework,
+        second.framework,
+        "name",
+        f"{tie}; {latency}; sizes within {margin:.0%} ({small.size_bytes:,} and "
+        f"{large.size_bytes:,} bytes); by name",
     )
 
 
@@ -117,9 +148,13 @@ def select(
     *,
     metric: str,
     higher_is_better: bool,
+    latency_ratio: LatencyRatio | None = None,
     latency_margin: float = 0.1,
 ) -> Selection:
-    """The winner of ``a`` and ``b``; ``interval`` is the bootstrap interval of ``a - b``."""
+    """The winner of ``a`` and ``b``; ``interval`` is the bootstrap interval of ``a - b``.
+
+    ``latency_ratio`` defaults to the candidates' latencies taken as exact.
+    """
     a_leads = (interval.difference > 0) == higher_is_better
     leader, rival = (a, b) if a_leads else (b, a)
     return choose(
@@ -127,6 +162,7 @@ def select(
         [(rival, interval if rival is a else negated(interval))],
         metric=metric,
         higher_is_better=higher_is_better,
+        latency_ratio=latency_ratio or exact_latency([a, b]),
         latency_margin=latency_margin,
     )
 

@@ -7,6 +7,12 @@ every framework's best configuration (its spec and hyperparameters from
 and threads, one framework at a time, in interleaved repeats; so a comparison
 is read on one architecture, and slow drifts of a shared machine hit all alike.
 
+The same workers then train each framework's own best configuration again
+with ``evaluate.seeds`` training seeds (the same seeds for every framework),
+each for the study's epoch budget with its early stopping, and answer the test
+split: the evaluate stage's verdict reads these outputs, so that it rests on
+the spread over training seeds as well as over test rows.
+
 Method, written once and quoted by the report (:data:`METHOD`).
 """
 
@@ -19,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +51,24 @@ class RefitParams:
     level: float = 0.95  # confidence level of the intervals
 
 
+SEED_METHOD = (
+    "each framework's own best configuration retrained with seeds train.seed + 0 .. "
+    "evaluate.seeds - 1 (the same seeds for every framework), the study's epoch cap and "
+    "early stopping, its best epoch scored on the test split"
+)
+TIMING = "timing"  # a short fit, every epoch timed
+SEED = "seed"  # a full-length fit whose best epoch answers the test split
+
+
 @dataclass(frozen=True)
 class Fit:
-    """One measurement to make: ``framework`` trains ``config``'s best configuration."""
+    """One fit to make: ``framework`` trains ``config``'s best configuration."""
 
     config: str  # whose study chose the configuration
     framework: str  # who trains it
     repeat: int
-    seed: int
+    seed: int  # added to train.seed
+    kind: str = TIMING
 
 
 def distinct(
@@ -74,6 +91,22 @@ def schedule(configs: Sequence[str], frameworks: Sequence[str], repeats: int) ->
         for config in configs:
             fits += [Fit(config, framework, repeat, seed=repeat) for framework in order]
     return fits
+
+
+def seed_schedule(owners: Mapping[str, str], seeds: int) -> list[Fit]:
+    """Each framework's own configuration (``owners``: framework -> config) once per seed, interleaved."""
+    frameworks = sorted(owners)
+    fits = []
+    for seed in range(seeds):
+        shift = seed % len(frameworks)
+        for framework in frameworks[shift:] + frameworks[:shift]:
+            fits.append(Fit(owners[framework], framework, seed, seed=seed, kind=SEED))
+    return fits
+
+
+def owners(configs: Mapping[str, Any]) -> dict[str, str]:
+    """Framework -> the name of the configuration its study chose (names as :func:`distinct` gives)."""
+    return {framework: name for name in configs for framework in name.split("+")}
 
 
 def steady(epoch_seconds: Sequence[float], rows: int) -> tuple[float, float]:
@@ -179,12 +212,16 @@ class WorkerSetup:
     epochs: int
     threads: int
     seed: int  # train.seed: repeat r fits with seed + r in every framework
+    full_epochs: int = 30  # train.epochs: the seed fits' cap
+    patience: int = 5  # train.patience: the seed fits' early stopping
 
 
 def _worker(setup: WorkerSetup, connection: Any) -> None:
     """One framework's process: configure it once, then fit what the parent sends, one at a time."""
+    import pandas as pd
+
     from components import backends
-    from components.backends.base import FitSettings, runtime_settings
+    from components.backends.base import FitSettings, batched, runtime_settings
     from components.contracts import load_constants
     from components.params import load_params
     from components.training import features
@@ -200,37 +237,46 @@ def _worker(setup: WorkerSetup, connection: Any) -> None:
     constants = load_constants(Path(setup.preprocessing))
     started = time.perf_counter()
     data = encoded_splits(Path(setup.data_dir), constants)
+    test_matrix = features.raw_matrix(
+        pd.read_parquet(Path(setup.data_dir) / "test.parquet"), constants
+    )
     load_seconds = time.perf_counter() - started
     metric = TuningParams.from_section(params.get("train") or {}).objective_metric(constants.task)
     connection.send({"runtime": described, "load_s": load_seconds})
     with tempfile.TemporaryDirectory() as folder:
         while (job := connection.recv()) is not None:
             fit, spec, hyper = job
+            timed = fit.kind == TIMING
             settings = FitSettings(
                 task=constants.task,
                 metric=metric,
-                epochs=setup.epochs,
-                patience=setup.epochs + 1,  # no early stop: every epoch is timed
+                epochs=setup.epochs if timed else setup.full_epochs,
+                # A timing fit never stops early: every epoch is timed.
+                patience=setup.epochs + 1 if timed else setup.patience,
                 seed=setup.seed + fit.seed,
-                trial_dir=Path(folder) / f"{fit.config}-{fit.repeat}",
+                trial_dir=Path(folder) / f"{fit.kind}-{fit.config}-{fit.repeat}",
                 target=features.target_scale(constants),
                 runtime=runtime,
                 log_to_mlflow=False,
             )
             started = time.perf_counter()
-            result = fit_once(
-                backend, ModelSpec.from_dict(spec), Hyperparams(**hyper), data, settings
-            )
+            model_spec, hyperparams = ModelSpec.from_dict(spec), Hyperparams(**hyper)
+            result = fit_once(backend, model_spec, hyperparams, data, settings)
             rate, warm_up = steady(result.epoch_seconds, len(data.x_train))
-            connection.send(
-                {
-                    **asdict(fit),
-                    "examples_per_s": rate,
-                    "warm_up_s": warm_up,
-                    "epoch_seconds": list(result.epoch_seconds),
-                    "seconds": time.perf_counter() - started,
-                }
-            )
+            answer = {
+                **asdict(fit),
+                "examples_per_s": rate,
+                "warm_up_s": warm_up,
+                "epoch_seconds": list(result.epoch_seconds),
+                "seconds": time.perf_counter() - started,
+            }
+            if not timed:
+                network = backend.load_best(result.model_path, model_spec, hyperparams, constants)
+                model = backend.serving_model(network, constants)
+                answer["epochs_trained"] = result.epochs
+                answer["best_val"] = result.value
+                answer["test_output"] = batched(partial(backend.predict, model), test_matrix)
+            connection.send(answer)
     connection.send({"peak_memory_mb": peak_memory_mb()})
 
 
@@ -239,9 +285,15 @@ def measure(
     frameworks: Sequence[str],
     setup: WorkerSetup,
     refit: RefitParams,
+    seeds: int = 0,
     say: Any = print,
 ) -> dict[str, Any]:
-    """Run the schedule across one worker process per framework; every fit's figures."""
+    """Run the schedules across one worker process per framework; every fit's figures.
+
+    The timing fits first, then ``seeds`` seed fits per framework; each seed
+    fit's test outputs are returned apart (``test_outputs``: framework -> one
+    array per seed, in seed order), its figures with the others.
+    """
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no framework inherited
     workers, pipes = {}, {}
     try:
@@ -255,16 +307,26 @@ def measure(
         ready = {
             framework: _receive(pipes[framework], workers[framework]) for framework in frameworks
         }
-        results = []
-        for fit in schedule(list(configs), frameworks, refit.repeats):
+        results, seed_fits = [], []
+        outputs: dict[str, list[Any]] = {framework: [] for framework in frameworks}
+        timing = schedule(list(configs), frameworks, refit.repeats)
+        for fit in timing + seed_schedule(owners(configs), seeds):
             spec, hyper = configs[fit.config]
             pipes[fit.framework].send((fit, dict(spec), dict(hyper)))
             result = _receive(pipes[fit.framework], workers[fit.framework])
+            if fit.kind == TIMING:
+                say(
+                    f"refit: {fit.framework} on {fit.config}'s configuration, repeat "
+                    f"{fit.repeat + 1}: {result['examples_per_s']:.0f} examples/s"
+                )
+                results.append(result)
+                continue
+            outputs[fit.framework].append(result.pop("test_output"))
             say(
-                f"refit: {fit.framework} on {fit.config}'s configuration, repeat {fit.repeat + 1}: "
-                f"{result['examples_per_s']:.0f} examples/s"
+                f"refit: {fit.framework} on its own configuration, seed {setup.seed + fit.seed}: "
+                f"{result['epochs_trained']} epochs, best validation {result['best_val']:.4f}"
             )
-            results.append(result)
+            seed_fits.append(result)
         peaks = {}
         for framework in frameworks:
             pipes[framework].send(None)
@@ -279,6 +341,8 @@ def measure(
         "load_s": {name: round(ready[name]["load_s"], 3) for name in frameworks},
         "peak_memory_mb": peaks,
         "fits": results,
+        "seed_fits": seed_fits,
+        "test_outputs": outputs,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the registration record to write (JSON)")
 
 
-def params_from(raw: dict[str, Any], dataset: str) -> Any:
-    """The ``register`` section, checked and unpacked."""
+def params_from(raw: dict[str, Any], dataset: str, evaluate: dict[str, Any] | None = None) -> Any:
+    """The ``register`` section, checked and unpacked (with the bootstrap's ``evaluate`` settings)."""
     from components.register.core import RegisterParams
 
-    return RegisterParams.from_section(raw, dataset)
+    return RegisterParams.from_section(raw, dataset, evaluate)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -62,14 +63,14 @@ def run(args: argparse.Namespace) -> None:
     from components.contracts import load_parity
     from components.evaluate.models import competitor
     from components.register import core
-    from components.training.features import raw_matrix
+    from components.training.features import raw_matrix, targets
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     root = Path.cwd()
     params = load_params(args.params)
     tuning = TuningParams.from_section(section(params, "train"))
     constants = load_constants(args.preprocessing)
-    own = params_from(params.get(STAGE) or {}, constants.dataset)
+    own = params_from(params.get(STAGE) or {}, constants.dataset, params.get("evaluate") or {})
     exports = Path(args.exports)
     manifest = load_export_manifest(exports)
     comparison = load_comparison(args.comparison)
@@ -82,15 +83,21 @@ def run(args: argparse.Namespace) -> None:
         raise BakeoffError(f"{exports / 'manifest.json'}: formats.{ONNX}: missing; rerun export")
     onnx_file = exports / manifest.formats[ONNX]
 
-    def score(onnx: Path, described: Any) -> float:
-        return core.score_export(onnx, described, test, constants, metric)
+    def answer(onnx: Path, described: Any) -> Any:
+        return core.score_export(onnx, described, test, constants)
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
     experiment = tracking.use_experiment(uri, constants.dataset, root / "mlflow" / "artifacts")
     client = mlflow.MlflowClient(uri)
-    new = score(onnx_file, manifest.raw)
-    champion = core.champion_score(client, own.model_name, score)
-    decision = core.gate(new, champion, metric=metric, tolerance=own.tolerance)
+    gated = core.gate(
+        constants.task,
+        metric,
+        answer(onnx_file, manifest.raw),
+        core.champion_outputs(client, own.model_name, answer),
+        targets(test, constants),
+        own,
+    )
+    decision, new, champion = gated.decision, gated.score, gated.champion
     tags = core.version_tags(chosen.metrics, chosen.card, comparison, framework, root)
     run_id = client.create_run(
         experiment,
@@ -104,7 +111,7 @@ def run(args: argparse.Namespace) -> None:
             logged = tracking.log_model(chosen.backend, model, example)
             mlflow.log_artifact(str(onnx_file), core.ONNX_PATH)
             mlflow.log_artifact(str(exports / "manifest.json"), core.ONNX_PATH)
-            for report in (args.comparison, args.report, args.parity):
+            for report in (args.comparison, args.parity):
                 mlflow.log_artifact(report, "reports")
             mlflow.log_metric(f"test/{metric}", new)
             if champion.score is not None:
@@ -116,6 +123,12 @@ def run(args: argparse.Namespace) -> None:
     version = str(registered.version)
     try:
         client.update_model_version(own.model_name, version, core.description(comparison, decision))
+        with tempfile.TemporaryDirectory() as scratch:
+            # The report as evaluate wrote it, its verdict closed with the gate's decision.
+            report = Path(scratch) / Path(args.report).name
+            line = core.champion_line(decision, champion, version, framework)
+            report.write_text(core.with_champion(Path(args.report).read_text(), line))
+            client.log_artifact(run_id, str(report), "reports")
         client.set_model_version_tag(own.model_name, version, core.TAG_ALIAS, decision.reason)
         pushed = (
             core.push(exports, manifest, Path(args.serving_dir), own.model_name, version)
@@ -138,6 +151,7 @@ def run(args: argparse.Namespace) -> None:
         metric=f"test/{metric}",
         score=new,
         champion_before=asdict(champion),
+        improvement=asdict(gated.improvement) if gated.improvement else None,
         pushed_to=str(pushed) if pushed else None,
         mlflow_run_id=run_id,
         tags=tags,
@@ -147,5 +161,7 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"register: {own.model_name} version {version} ({framework}) is {decision.alias}: {decision.reason}"
     )
+    line = core.champion_line(decision, champion, version, framework)
+    print("register: " + line.removeprefix("- ").replace("**", ""))
     if pushed:
         print(f"register: pushed to {pushed}")

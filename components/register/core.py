@@ -2,7 +2,8 @@
 
 The gate scores the champion and the new model with the same runtime (ONNX
 Runtime, on each version's ONNX artifact) on the current test split, so a
-champion of any framework can be compared with a winner of any.
+champion of any framework can be compared with a winner of any, and tests the
+new model's improvement row by row (:mod:`components.register.gate`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from components import params
 from components.backends.base import batched, onnx_runtime
 from components.contracts import (
+    CHAMPION_PENDING,
     Comparison,
     Constants,
     ContractError,
@@ -31,10 +34,11 @@ from components.contracts import (
 )
 from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
+from components.evaluate.stats import Interval, paired_bootstrap, per_row
 from components.export.parity import metric_of
 from components.register.gate import CHAMPION, Decision, decide
 from components.training import tracking
-from components.training.features import raw_matrix, targets
+from components.training.features import raw_matrix
 
 ONNX_PATH = "onnx"  # artifact folder of each registered version's run
 TAG_TRAINING_RUN = "bakeoff.training_run"
@@ -47,17 +51,35 @@ class RegisterParams:
     """The ``register`` section of params.yaml, unpacked."""
 
     model_name: str
-    tolerance: float
+    min_improvement: float  # in the metric's units, better-is-positive
+    resamples: int = 2000  # evaluate.resamples, evaluate.level, evaluate.seed: the
+    level: float = 0.95  # one setting of every bootstrap of the verdict
+    seed: int = 0
 
     @classmethod
-    def from_section(cls, raw: Mapping[str, Any], dataset: str) -> RegisterParams:
+    def from_section(
+        cls, raw: Mapping[str, Any], dataset: str, evaluate: Mapping[str, Any] | None = None
+    ) -> RegisterParams:
         """The section, checked; ``model_name: auto`` is ``bakeoff-<dataset>``."""
         name = raw.get("model_name", "auto")
         if not isinstance(name, str) or not name.strip():
             raise ParamsError("register.model_name", f"expected a name or auto; found {name!r}")
+        if "tolerance" in raw:
+            raise ParamsError(
+                "register.tolerance",
+                "replaced by register.min_improvement (the gate now promotes only a shown "
+                "improvement, never a loss within a tolerance); rename it",
+            )
+        evaluate = evaluate or {}
+        level = params.fraction(evaluate.get("level", 0.95), "evaluate.level")
         return cls(
             model_name=f"bakeoff-{dataset}" if name == "auto" else name,
-            tolerance=params.number(raw.get("tolerance", 0.005), "register.tolerance", 0.0),
+            min_improvement=params.number(
+                raw.get("min_improvement", 0.0), "register.min_improvement", 0.0, finite=True
+            ),
+            resamples=params.whole(evaluate.get("resamples", 2000), "evaluate.resamples", 100),
+            level=level,
+            seed=params.whole(evaluate.get("seed", 0), "evaluate.seed", 0),
         )
 
 
@@ -79,9 +101,8 @@ def score_export(
     manifest: Mapping[str, Any],
     frame: pd.DataFrame,
     constants: Constants,
-    metric: str,
-) -> float:
-    """``metric`` of an export (its ONNX file, through ONNX Runtime) on the raw rows of ``frame``."""
+) -> np.ndarray:
+    """An export's outputs (its ONNX file, through ONNX Runtime) on the raw rows of ``frame``."""
     try:
         layout = ServingLayout.from_manifest(manifest, onnx_file.parent / "manifest.json")
     except ContractError as error:
@@ -101,24 +122,23 @@ def score_export(
         vocabularies=layout.vocabularies,
     )
     call = onnx_runtime(onnx_file, threads=1)
-    return metric_of(
-        constants.task, metric, batched(call, raw_matrix(frame, own)), targets(frame, constants)
-    )
+    return batched(call, raw_matrix(frame, own))
 
 
-def champion_score(
-    client: Any, name: str, score: Callable[[Path, Mapping[str, Any]], float]
-) -> Scored:
-    """The current champion's score on today's test split; none when there is no champion.
+def champion_outputs(
+    client: Any, name: str, answer: Callable[[Path, Mapping[str, Any]], np.ndarray]
+) -> tuple[Scored, np.ndarray | None]:
+    """The current champion on today's test split: its version, and its outputs or why none.
 
-    ``score`` takes the champion's ONNX file and its parsed manifest.
+    ``answer`` takes the champion's ONNX file and its parsed manifest. The
+    score is left for :func:`gate` to fill in.
     """
     from mlflow.exceptions import MlflowException
 
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        return Scored(None)
+        return Scored(None), None
     number = str(version.version)
     with tempfile.TemporaryDirectory() as scratch:
         try:
@@ -127,25 +147,80 @@ def champion_score(
         except (MlflowException, OSError, BakeoffError) as error:
             return Scored(
                 None, number, f"(version {number}) has no readable ONNX artifact: {error}"
-            )
+            ), None
         try:
-            return Scored(score(folder / "model.onnx", manifest), number)
+            return Scored(None, number), answer(folder / "model.onnx", manifest)
         except Unscorable as reason:
-            return Scored(None, number, f"(version {number}) {reason}")
+            return Scored(None, number, f"(version {number}) {reason}"), None
 
 
-def gate(new: float, champion: Scored, *, metric: str, tolerance: float) -> Decision:
-    """The gate's decision for the new model's score against the champion's."""
-    return decide(
-        new,
-        champion.score,
+@dataclass(frozen=True)
+class Gated:
+    """The gate's decision with the figures it rests on."""
+
+    decision: Decision
+    score: float  # the new model's metric on today's test split
+    champion: Scored  # with its score when it had outputs
+    improvement: Interval | None  # new over champion, better-is-positive
+
+
+def gate(
+    task: str,
+    metric: str,
+    new: np.ndarray,
+    champion: tuple[Scored, np.ndarray | None],
+    truth: np.ndarray,
+    own: RegisterParams,
+) -> Gated:
+    """Score both on today's rows and decide: promoted only on a shown improvement."""
+    scored, outputs = champion
+    score = metric_of(task, metric, new, truth)
+    improvement = None
+    if outputs is not None:
+        scored = replace(scored, score=metric_of(task, metric, outputs, truth))
+        new_rows, old_rows = per_row(metric, new, truth), per_row(metric, outputs, truth)
+        better, worse = (
+            (new_rows, old_rows) if scoring.HIGHER_IS_BETTER[metric] else (old_rows, new_rows)
+        )
+        improvement = paired_bootstrap(
+            better,
+            worse,
+            root=metric == "rmse",
+            resamples=own.resamples,
+            level=own.level,
+            seed=own.seed,
+        )
+    decision = decide(
+        score,
+        scored.score,
+        improvement,
         metric=f"test/{metric}",
-        higher_is_better=scoring.HIGHER_IS_BETTER[metric],
-        tolerance=tolerance,
-        relative=metric in ("rmse", "mae"),
-        champion_version=champion.version,
-        unscorable=champion.unscorable,
+        min_improvement=own.min_improvement,
+        champion_version=scored.version,
+        unscorable=scored.unscorable,
     )
+    return Gated(decision, score, scored, improvement)
+
+
+def champion_line(decision: Decision, before: Scored, version: str, framework: str) -> str:
+    """The verdict's last line, once the gate has decided (a Markdown list item)."""
+    if decision.promote:
+        return (
+            f"- **Champion**: version {version} ({framework}) takes over: "
+            f"{decision.reason.removeprefix('promoted: ')}."
+        )
+    evidence = decision.reason.split(" as champion: ", 1)[-1]
+    return (
+        f"- **Champion**: unchanged (version {before.version}); version {version} ({framework}) "
+        f"is registered as {decision.alias}: {evidence}."
+    )
+
+
+def with_champion(report: str, line: str) -> str:
+    """The evaluate stage's report with its pending champion line replaced by ``line``."""
+    if CHAMPION_PENDING not in report:
+        return report + "\n" + line + "\n"
+    return report.replace(CHAMPION_PENDING, line, 1)
 
 
 def description(comparison: Comparison, decision: Decision) -> str:

@@ -1,15 +1,20 @@
 """The champion gate: does the new winner take the ``champion`` alias?
 
 Both models are scored by the caller on the current test split with the same
-runtime. The new model is promoted unless it is worse than the champion by
-more than ``tolerance`` (in the metric's units; for RMSE, relative to the
-champion's). With no champion, or one that cannot read today's inputs, it is
-promoted.
+runtime. The incumbent stays unless beaten: the new model is promoted only
+when the lower bound of the paired bootstrap interval of its improvement over
+the champion (new - champion; champion - new for error metrics) is above zero
+and at least ``min_improvement``, in the metric's units. A tie keeps the
+champion, whichever framework won the bake-off, so no chain of runs can lower
+the champion's score on the same test split. With no champion, or one that
+cannot read today's inputs, the new model is promoted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from components.evaluate.stats import Interval
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -25,32 +30,42 @@ class Decision:
 def decide(
     score: float,
     champion: float | None,
+    improvement: Interval | None,
     *,
     metric: str,
-    higher_is_better: bool,
-    tolerance: float,
-    relative: bool = False,
+    min_improvement: float,
     champion_version: str | None = None,
     unscorable: str | None = None,
 ) -> Decision:
-    """Promote ``score`` over ``champion`` unless it is worse by more than ``tolerance``.
+    """Promote ``score`` over ``champion`` only when ``improvement`` shows it better.
 
-    ``relative`` measures the loss as a share of the champion's value (for
-    error metrics such as RMSE). ``unscorable`` says why the champion could
-    not be scored on the current data, which promotes.
+    ``improvement`` is the interval of the new model's gain over the champion
+    on the same rows (positive: better, whatever the metric's direction).
+    ``unscorable`` says why the champion could not be scored on the current
+    data, which promotes.
     """
     if unscorable:
         return Decision(True, CHAMPION, f"promoted: the champion {unscorable}")
-    if champion is None:
+    if champion is None or improvement is None:
         return Decision(True, CHAMPION, "promoted: no champion yet (first registration)")
-    loss = (champion - score) if higher_is_better else (score - champion)
-    if relative and champion:
-        loss /= abs(champion)
     held = f"version {champion_version}" if champion_version else "the champion"
-    comparison = f"{metric} {score:.4f} against {held}'s {champion:.4f} on the current test split"
-    limit = f"{tolerance:.2%}" if relative else f"{tolerance:g}"
-    if loss <= tolerance:
-        return Decision(True, CHAMPION, f"promoted: {comparison}; not worse by more than {limit}")
+    evidence = (
+        f"{metric} {score:.4f} against {held}'s {champion:.4f} on the current test split; "
+        f"improvement {improvement.difference:+.4f}, {improvement.level:.0%} interval "
+        f"[{improvement.low:+.4f}, {improvement.high:+.4f}]"
+    )
+    minimum = f" and at least {min_improvement:g}" if min_improvement > 0 else ""
+    if improvement.low > 0 and improvement.low >= min_improvement:
+        return Decision(
+            True, CHAMPION, f"promoted: {evidence}: the lower bound is above zero{minimum}"
+        )
+    shortfall = (
+        "no improvement shown (the lower bound is not above zero)"
+        if improvement.low <= 0
+        else f"the improvement shown is less than register.min_improvement {min_improvement:g}"
+    )
     return Decision(
-        False, CHALLENGER, f"kept {held} as champion: {comparison} is worse by more than {limit}"
+        False,
+        CHALLENGER,
+        f"kept {held} as champion: {evidence}: {shortfall}; a tie keeps the champion",
     )

@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,32 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
         "the committed schema must be the one validated against"
     )
     check_verdict(repo)
+    check_a_tie_keeps_the_champion(repo)
+
+
+def check_a_tie_keeps_the_champion(repo) -> None:
+    """The same winner registered again ties with itself: the champion stays, the alias too."""
+    comparison = json.loads((repo / "reports" / "comparison.json").read_text())
+    for name, one in comparison["frameworks"].items():
+        assert (one["seeds"]["count"], one["seeds"]["source"]) == (2, "refit"), name
+    assert (repo / "reports" / "comparison.md").read_text().split("\n")[2] == "## Verdict"
+    result = run(["dvc", "repro", "--single-item", "--force", "register"], repo)
+    assert "Running stage 'evaluate'" not in result.stdout
+    record = json.loads((repo / "reports" / "registry.json").read_text())
+    assert (record["version"], record["alias"], record["promoted"]) == ("2", "challenger", False)
+    assert "a tie keeps the champion" in record["reason"], record["reason"]
+    assert record["improvement"]["low"] <= 0
+    assert "Champion: unchanged (version 1); version 2" in result.stdout
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias(record["model_name"], "champion").version) == "1"
+    logged = client.download_artifacts(
+        record["mlflow_run_id"], "reports/comparison.md", str(repo.parent)
+    )
+    verdict = Path(logged).read_text().split("## Evidence")[0]
+    assert "**Champion**: unchanged (version 1)" in verdict
 
 
 def check_costs(repo) -> None:

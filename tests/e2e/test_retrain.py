@@ -46,6 +46,7 @@ def test_retrain_trains_on_new_data_only_and_the_gate_moves_the_alias(repo):
         clean={"schema": "schemas/iris.yaml", "range_margin": 0.2},
         train={**SMOKE["train"], "epochs": 2},
         refit={**SMOKE["refit"], "repeats": 1},  # figures without intervals are enough here
+        evaluate={"seeds": 1},
         train_tensorflow={"min_accuracy": 0.0, "max_drop": 1.0},
         train_pytorch={"min_accuracy": 0.0},
     )

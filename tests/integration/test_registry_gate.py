@@ -60,12 +60,20 @@ def onnx_model(folder: Path, blue: int, vocabulary: list[str], columns=("a", "co
     return folder
 
 
-def score(onnx_file: Path, manifest) -> float:
-    return core.score_export(onnx_file, manifest, FRAME, CONSTANTS, "accuracy")
+TRUTH = FRAME["label"].to_numpy()
+OWN = core.RegisterParams("m", min_improvement=0.0, resamples=200)
 
 
-def scored(folder: Path) -> float:
-    return score(folder / "model.onnx", json.loads((folder / "manifest.json").read_text()))
+def answer(onnx_file: Path, manifest):
+    return core.score_export(onnx_file, manifest, FRAME, CONSTANTS)
+
+
+def outputs(folder: Path):
+    return answer(folder / "model.onnx", json.loads((folder / "manifest.json").read_text()))
+
+
+def gate(new, champion):
+    return core.gate("classification", "accuracy", new, champion, TRUTH, OWN)
 
 
 @pytest.fixture
@@ -94,26 +102,30 @@ def register(client, folder: Path, alias: str) -> str:
 
 
 def test_the_gate_reads_the_champion_from_the_registry(client, tmp_path):
-    assert core.champion_score(client, "m", score) == core.Scored(None)
+    assert core.champion_outputs(client, "m", answer) == (core.Scored(None), None)
     right = onnx_model(tmp_path / "right", blue=1, vocabulary=["blue", "red"])
-    assert scored(right) == 1.0
-    version = register(client, right, CHAMPION)
-    champion = core.champion_score(client, "m", score)
-    assert champion == core.Scored(1.0, version)
-
     wrong = onnx_model(tmp_path / "wrong", blue=0, vocabulary=["blue", "red"])
-    kept = core.gate(scored(wrong), champion, metric="accuracy", tolerance=0.005)
-    assert (kept.promote, kept.alias) == (False, CHALLENGER)
-    assert f"kept version {version} as champion" in kept.reason
-    promoted = core.gate(0.997, champion, metric="accuracy", tolerance=0.005)
-    assert (promoted.promote, promoted.alias) == (True, CHAMPION)
+    version = register(client, wrong, CHAMPION)
+    champion = core.champion_outputs(client, "m", answer)
+    assert champion[0] == core.Scored(None, version)
+
+    # The same model again is a tie: the champion stays, the new version is a challenger.
+    kept = gate(outputs(wrong), champion)
+    assert (kept.decision.promote, kept.decision.alias) == (False, CHALLENGER)
+    assert f"kept version {version} as champion" in kept.decision.reason
+    assert kept.champion == core.Scored(0.0, version) and kept.score == 0.0
+    # Right on every row where the champion is wrong: shown better, promoted.
+    promoted = gate(outputs(right), champion)
+    assert (promoted.decision.promote, promoted.decision.alias) == (True, CHAMPION)
+    assert promoted.improvement is not None and promoted.improvement.low == 1.0
 
 
 def test_the_champion_is_scored_with_its_own_vocabulary(client, tmp_path):
     # Trained when red came first: with today's positions it would get every row wrong.
     old = onnx_model(tmp_path / "old", blue=1, vocabulary=["red", "blue"])
     version = register(client, old, CHAMPION)
-    assert core.champion_score(client, "m", score) == core.Scored(1.0, version)
+    gated = gate(outputs(old), core.champion_outputs(client, "m", answer))
+    assert gated.champion == core.Scored(1.0, version)
 
 
 @pytest.mark.parametrize(
@@ -129,9 +141,10 @@ def test_a_champion_that_cannot_read_todays_data_is_replaced(client, tmp_path, c
     manifest = json.loads((folder / "manifest.json").read_text()) | change
     (folder / "manifest.json").write_text(json.dumps(manifest))
     register(client, folder, CHAMPION)
-    champion = core.champion_score(client, "m", score)
-    assert champion.score is None and reason in champion.unscorable
-    decision = core.gate(0.1, champion, metric="accuracy", tolerance=0.0)
+    champion = core.champion_outputs(client, "m", answer)
+    assert champion[1] is None and reason in champion[0].unscorable
+    new = onnx_model(tmp_path / "new", blue=1, vocabulary=["blue", "red"])
+    decision = gate(outputs(new), champion).decision
     assert decision.promote and reason in decision.reason
 
 

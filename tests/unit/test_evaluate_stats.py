@@ -84,27 +84,62 @@ def test_mcnemar_with_no_disagreement_finds_nothing():
     assert stats.mcnemar(*table(0, 0)).p_value == 1.0
 
 
-def accuracy(rows: np.ndarray) -> float:
-    return float(rows.mean())
-
-
 def test_bootstrap_of_identical_models_is_zero():
-    right = np.random.default_rng(0).random(300) < 0.8
-    interval = stats.paired_bootstrap(accuracy, right, right)
-    assert (interval.difference, interval.low, interval.high) == (0.0, 0.0, 0.0)
-    assert not interval.excludes_zero()
+    right = (np.random.default_rng(0).random(300) < 0.8).astype(float)
+    for interval in (stats.paired_bootstrap(right, right), stats.seeds_and_rows(right, right)):
+        assert (interval.difference, interval.low, interval.high) == (0.0, 0.0, 0.0)
+        assert not interval.excludes_zero()
 
 
 def test_bootstrap_separates_a_clearly_better_model_and_is_seeded():
     rng = np.random.default_rng(1)
-    better = rng.random(500) < 0.95
-    worse = rng.random(500) < 0.70
-    interval = stats.paired_bootstrap(accuracy, better, worse, resamples=500)
+    better = (rng.random(500) < 0.95).astype(float)
+    worse = (rng.random(500) < 0.70).astype(float)
+    interval = stats.paired_bootstrap(better, worse, resamples=500)
     assert interval.excludes_zero() and interval.low > 0.15
     assert interval.low < interval.difference < interval.high
-    assert interval == stats.paired_bootstrap(accuracy, better, worse, resamples=500)
-    wider = stats.paired_bootstrap(accuracy, better, worse, resamples=500, level=0.99)
+    assert interval == stats.paired_bootstrap(better, worse, resamples=500)
+    wider = stats.paired_bootstrap(better, worse, resamples=500, level=0.99)
     assert wider.high - wider.low > interval.high - interval.low
+
+
+def test_the_interval_is_scipys_and_the_root_is_taken_for_rmse():
+    rng = np.random.default_rng(3)
+    squared_a, squared_b = rng.random(200) * 4, rng.random(200) * 9
+    interval = stats.paired_bootstrap(squared_a, squared_b, root=True, resamples=500)
+    assert interval.difference == pytest.approx(
+        np.sqrt(squared_a.mean()) - np.sqrt(squared_b.mean())
+    )
+    assert interval.high < 0  # a's RMSE is clearly the smaller
+    from scipy import stats as scipy_stats
+
+    expected = scipy_stats.bootstrap(
+        (squared_a, squared_b),
+        lambda x, y, axis: np.sqrt(x.mean(axis)) - np.sqrt(y.mean(axis)),
+        paired=True,
+        n_resamples=500,
+        method="percentile",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    assert (interval.low, interval.high) == pytest.approx(tuple(expected))
+
+
+def test_the_spread_over_seeds_widens_the_interval_of_the_same_rows():
+    rng = np.random.default_rng(4)
+    rows = 400
+    # Per seed, a model is right on a random 90% (a) or 88% (b) of the rows.
+    steady_a = np.tile(rng.random(rows) < 0.90, (3, 1)).astype(float)
+    steady_b = np.tile(rng.random(rows) < 0.88, (3, 1)).astype(float)
+    seedy_a = (rng.random((3, rows)) < np.array([[0.84], [0.90], [0.96]])).astype(float)
+    one = stats.seeds_and_rows(steady_a, steady_b, resamples=500)
+    spread = stats.seeds_and_rows(seedy_a, steady_b, resamples=500)
+    assert spread.high - spread.low > one.high - one.low
+    assert spread == stats.seeds_and_rows(seedy_a, steady_b, resamples=500)  # seeded
+
+
+def test_seeds_must_answer_the_same_rows():
+    with pytest.raises(ValueError, match="200 and 100 rows"):
+        stats.seeds_and_rows(np.ones((2, 200)), np.ones((3, 100)))
 
 
 def test_bootstrap_of_close_models_includes_zero():
@@ -112,4 +147,6 @@ def test_bootstrap_of_close_models_includes_zero():
     a = rng.random(200) < 0.9
     b = a.copy()
     b[:3] = ~b[:3]  # three rows of difference in 200
-    assert not stats.paired_bootstrap(accuracy, a, b, resamples=500).excludes_zero()
+    a, b = a.astype(float), b.astype(float)
+    assert not stats.paired_bootstrap(a, b, resamples=500).excludes_zero()
+    assert not stats.seeds_and_rows(a, b, resamples=500).excludes_zero()

@@ -87,3 +87,27 @@ def test_one_repeat_gives_figures_without_intervals_that_json_can_hold():
     summary = core.summarise(fits, {"x": {"architecture": "mlp"}}, level=0.95)
     assert summary["x"]["rates"]["a"]["interval"] == [None, None]
     json.dumps(summary, allow_nan=False)
+
+
+def test_each_framework_refits_its_own_configuration_once_per_seed():
+    owners = core.owners({"pytorch+tensorflow": None, "jax": None})
+    assert owners == {
+        "pytorch": "pytorch+tensorflow",
+        "tensorflow": "pytorch+tensorflow",
+        "jax": "jax",
+    }
+    fits = core.seed_schedule({"pytorch": "p", "tensorflow": "t"}, seeds=2)
+    assert [(f.seed, f.framework, f.config, f.kind) for f in fits] == [
+        (0, "pytorch", "p", core.SEED),
+        (0, "tensorflow", "t", core.SEED),
+        (1, "tensorflow", "t", core.SEED),  # the order rotates, as the timing fits'
+        (1, "pytorch", "p", core.SEED),
+    ]
+
+
+def test_evaluate_seeds_must_be_one_or_more():
+    from components.refit.cli import seeds_from
+
+    assert seeds_from({}) == 3 and seeds_from({"seeds": 1}) == 1
+    with pytest.raises(ParamsError, match=r"evaluate\.seeds"):
+        seeds_from({"seeds": 0})

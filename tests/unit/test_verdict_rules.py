@@ -18,7 +18,7 @@ from components.evaluate.core import (
     selection_metric,
     side_by_side,
 )
-from components.evaluate.select import Candidate, choose, select
+from components.evaluate.select import Candidate, choose, exact_latency, select
 from components.evaluate.stats import Interval
 from components.export.core import describe_failure, failures
 from components.export.parity import Limits, check
@@ -84,6 +84,7 @@ def test_among_many_only_those_tied_with_the_leader_go_to_the_tie_break():
         [(close, interval(-0.01, -0.03, 0.01)), (fastest_but_worse, interval(-0.15, -0.2, -0.1))],
         metric="m",
         higher_is_better=True,
+        latency_ratio=exact_latency([leader, close, fastest_but_worse]),
     )
     assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("b", "a", "latency")
     assert "a tie" in chosen.reason and "c" not in chosen.reason.split(":")[0]
@@ -96,7 +97,13 @@ def test_a_leader_clear_of_every_rival_wins_on_the_metric_against_the_next_best(
         (Candidate("c", 0.40, 1.0, 100), interval(0.1, 0.05, 0.15)),
     ]
     # Lower is better: every rival's interval of rival - leader lies above zero.
-    chosen = choose(leader, rivals, metric="m", higher_is_better=False)
+    chosen = choose(
+        leader,
+        rivals,
+        metric="m",
+        higher_is_better=False,
+        latency_ratio=exact_latency([leader, *(c for c, _ in rivals)]),
+    )
     assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("a", "c", "metric")
     assert "excludes zero" in chosen.reason
 
@@ -107,63 +114,71 @@ def test_a_tie_of_three_within_the_latency_margin_goes_to_the_smallest_then_by_n
         (Candidate("c", 0.9, 1.0, 100), interval(0.0, -0.01, 0.01)),
     ]
     leader = Candidate("a", 0.9, 1.0, 200)
-    chosen = choose(leader, tied, metric="m", higher_is_better=True)
-    assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("b", "c", "name")
+    exact = exact_latency([leader, *(c for c, _ in tied)])
+    chosen = choose(leader, tied, metric="m", higher_is_better=True, latency_ratio=exact)
+    # Two share the smallest size: size decides nothing, and the name order does.
+    assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("a", "b", "name")
     smaller = [(Candidate("c", 0.9, 1.0, 50), interval(0.0, -0.01, 0.01)), *tied[:1]]
-    chosen = choose(leader, smaller, metric="m", higher_is_better=True)
+    chosen = choose(leader, smaller, metric="m", higher_is_better=True, latency_ratio=exact)
     assert (chosen.winner, chosen.runner_up, chosen.decided_by) == ("c", "b", "size")
 
 
 def test_the_first_registration_promotes():
-    decision = decide(0.5, None, metric="test/accuracy", higher_is_better=True, tolerance=0.0)
+    decision = decide(0.5, None, None, metric="test/accuracy", min_improvement=0.0)
     assert (decision.promote, decision.alias) == (True, CHAMPION)
     assert "no champion" in decision.reason
 
 
 @pytest.mark.parametrize(
-    ("score", "champion", "higher", "promote"),
+    ("improvement", "minimum", "promote"),
     [
-        (0.95, 0.90, True, True),  # better
-        (0.896, 0.90, True, True),  # worse, within the tolerance
-        (0.89, 0.90, True, False),  # worse by more than the tolerance
-        (0.40, 0.404, False, True),  # an error metric, lower
-        (0.41, 0.40, False, False),
+        (interval(0.03, 0.01, 0.05), 0.0, True),  # shown better
+        (interval(0.03, 0.01, 0.05), 0.02, False),  # better, but not shown by the minimum
+        (interval(0.03, 0.025, 0.05), 0.02, True),
+        (interval(0.0, 0.0, 0.0), 0.0, False),  # the same model again: a tie
+        (interval(0.01, -0.01, 0.03), 0.0, False),  # a tie keeps the champion
+        (interval(-0.004, -0.02, 0.01), 0.0, False),  # a small loss: no tolerance any more
     ],
 )
-def test_the_gate_keeps_a_champion_only_against_a_clearly_worse_model(
-    score, champion, higher, promote
-):
+def test_the_champion_stays_unless_the_interval_shows_an_improvement(improvement, minimum, promote):
     decision = decide(
-        score,
-        champion,
-        metric="test/x",
-        higher_is_better=higher,
-        tolerance=0.005,
-        champion_version="3",
+        0.9, 0.9, improvement, metric="test/x", min_improvement=minimum, champion_version="3"
     )
     assert decision.promote is promote
     assert decision.alias == (CHAMPION if promote else CHALLENGER)
     assert "version 3" in decision.reason
+    if not promote:
+        assert "a tie keeps the champion" in decision.reason
 
 
-def test_a_relative_tolerance_scales_with_the_champion():
-    # RMSE 102 against 100: 2% worse, inside 5% but outside 1%.
-    assert decide(
-        102, 100, metric="rmse", higher_is_better=False, tolerance=0.05, relative=True
-    ).promote
-    assert not decide(
-        102, 100, metric="rmse", higher_is_better=False, tolerance=0.01, relative=True
-    ).promote
+def test_no_chain_of_runs_lowers_the_champion():
+    # Each candidate a little worse than the last champion, inside any tolerance
+    # the old gate allowed: none is promoted, so the champion's score never drops.
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 300)
+    champion = np.eye(2)[np.where(rng.random(300) < 0.9, truth, 1 - truth)]
+    for _ in range(5):
+        candidate = champion.copy()
+        flip = rng.choice(300, 2, replace=False)  # two more rows wrong
+        candidate[flip] = 1 - candidate[flip]
+        rows = {
+            name: (output.argmax(1) == truth).astype(float)
+            for name, output in (("new", candidate), ("old", champion))
+        }
+        from components.evaluate.stats import paired_bootstrap
+
+        gained = paired_bootstrap(rows["new"], rows["old"], resamples=500)
+        decision = decide(
+            rows["new"].mean(), rows["old"].mean(), gained, metric="m", min_improvement=0.0
+        )
+        assert not decision.promote
+        if decision.promote:
+            champion = candidate
 
 
 def test_a_champion_that_cannot_read_todays_data_is_replaced():
     decision = decide(
-        0.1,
-        None,
-        metric="m",
-        higher_is_better=True,
-        tolerance=0.0,
-        unscorable="takes other input columns",
+        0.1, None, None, metric="m", min_improvement=0.0, unscorable="takes other input columns"
     )
     assert decision.promote and "other input columns" in decision.reason
 
@@ -335,11 +350,12 @@ def test_three_frameworks_each_get_an_interval_against_the_leader(cleaned):
     scripted = scripted_models(cleaned)
     perfect, wrong = scripted["tensorflow"].call, scripted["pytorch"].call
     models = {
-        "a": Loaded("a", Path("a"), 30, perfect),
+        "a": Loaded("a", Path("a"), 3000, perfect),
         "b": Loaded("b", Path("b"), 10, perfect),
         "c": Loaded("c", Path("c"), 5, wrong),
     }
-    # Latency never beyond the margin: the tie of a and b goes to the smaller model.
+    # Latency never beyond the margin: the tie of a and b goes to the model
+    # smaller by more than it (the margin is every cost's).
     params = replace(PARAMS, latency_margin=100.0)
     result = compare(test, constants, models, dict.fromkeys(models, TRAINED), params)
     assert result["leader"] == "a"  # a and b score the same: the first by name leads
@@ -428,3 +444,21 @@ def test_a_blank_registered_model_name_is_refused(name):
     with pytest.raises(ParamsError, match=r"register\.model_name: expected a name or auto"):
         params_from({"model_name": name}, "digits")
     assert params_from({}, "digits").model_name == "bakeoff-digits"
+
+
+def test_the_logged_report_closes_its_verdict_with_the_gates_decision():
+    from components.contracts import CHAMPION_PENDING
+    from components.register.core import Scored, champion_line, with_champion
+
+    report = f"# r\n\n## Verdict\n\n- **Ships**: x\n{CHAMPION_PENDING}\n\n## Evidence\n"
+    tie = interval(0.0, -0.01, 0.01)
+    kept = decide(0.9, 0.9, tie, metric="test/accuracy", min_improvement=0.0, champion_version="6")
+    line = champion_line(kept, Scored(0.9, "6"), "7", "pytorch")
+    assert line.startswith(
+        "- **Champion**: unchanged (version 6); version 7 (pytorch) is registered as challenger"
+    )
+    assert "no improvement shown" in line
+    closed = with_champion(report, line)
+    assert CHAMPION_PENDING not in closed and closed.index(line) < closed.index("## Evidence")
+    first = decide(0.9, None, None, metric="test/accuracy", min_improvement=0.0)
+    assert "version 7 (pytorch) takes over" in champion_line(first, Scored(None), "7", "pytorch")
