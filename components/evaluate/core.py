@@ -122,15 +122,16 @@ def compare(
         rounds=params.latency_rounds,
     )
     latency = timings.summary(level=params.level, seed=params.seed)
-    by_seed = {
-        name: (seeds[name] if seeds and name in seeds else outputs[name][None]) for name in names
-    }
-    for name, stacked in by_seed.items():
-        if stacked.shape[1:] != outputs[name].shape:
+    by_seed = {}
+    for name in names:
+        stacked = seeds[name] if seeds and name in seeds else outputs[name][None]
+        if stacked[0].size != outputs[name].size:
             raise BakeoffError(
                 f"evaluate: {name}'s refit outputs have shape {stacked.shape[1:]} per seed, "
                 f"its model's {outputs[name].shape}; rerun the refit stage"
             )
+        # A regression's values as (rows,) or (rows, 1): the model's own layout.
+        by_seed[name] = stacked.reshape(len(stacked), *outputs[name].shape)
     per_framework: dict[str, dict[str, Any]] = {}
     for name in names:
         model, trained = models[name], training[name]

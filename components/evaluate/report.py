@@ -238,7 +238,7 @@ def _speed(comparison: Mapping[str, Any]) -> list[str]:
             span = "no interval (one repeat)" if low is None else f"[{low:.2f}, {high:.2f}]"
             shown = low is not None and low > 1
             lines.append(
-                f"{faster} trains {value:.2f}x as fast as {slower} on {config}'s configuration "
+                f"{faster} trains {value:.2f}x as fast as {slower} on {config}'s configuration, "
                 f"{span}" + ("" if shown else ": not shown to differ") + "."
             )
     return lines
