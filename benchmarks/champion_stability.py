@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,20 +38,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repository's packages, and its test helpers' copy of it
 RESULTS = ROOT / "benchmarks" / "results" / "champion_stability.json"
 FRAMEWORKS = ("tensorflow", "pytorch")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
 def prepare(folder: Path, **train: int) -> Path:
     """A working copy of the repository with ``train`` in params and a small refit."""
-    sys.path.insert(0, str(ROOT))
     from tests.conftest import copy_repository, set_params
 
     repo = copy_repository(folder)
@@ -68,9 +60,11 @@ def forget_training(repo: Path) -> None:
 
 def run(repo: Path, *command: str) -> dict:
     """One pipeline run; the register stage's record and the champion after it."""
+    from tests.conftest import stage_env
+
     started = time.perf_counter()
     result = subprocess.run(
-        ["bakeoff", "run", *command], cwd=repo, env=_env(), capture_output=True, text=True
+        ["bakeoff", "run", *command], cwd=repo, env=stage_env(), capture_output=True, text=True
     )
     wall = time.perf_counter() - started
     if result.returncode != 0:
@@ -122,7 +116,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weak-epochs", type=int, default=1, help="the control's weak champion")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     from benchmarks.framework_settings import _cpu
     from components.backends.base import machine
 
