@@ -19,6 +19,8 @@
 - McNemar's test on the paired correctness of two classifiers: only the rows
   where exactly one of them is right carry information. Exact (binomial) when
   those rows are few, the chi-square with continuity correction otherwise.
+  Written on SciPy's ``binomtest`` and ``chi2``: the library that has it
+  (statsmodels) is not in the locked set, and four lines do not justify it.
 
 Both bootstraps take each row's share of the metric (``per_row``), so that a
 resample's metric is their mean, or for RMSE the root of their mean.
