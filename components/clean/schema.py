@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,12 @@ def infer_schema(
             continue
         low = high = None
         if len(values):
-            span = (float(values.max()) - float(values.min())) * range_margin
-            low, high = _plain(float(values.min()) - span), _plain(float(values.max()) + span)
+            smallest, largest = float(values.min()), float(values.max())
+            # No margin adds nothing (an overflowing span times 0 would be NaN); a span or
+            # bound past float64's range stops at its largest finite value.
+            span = (largest - smallest) * range_margin if range_margin else 0.0
+            low = _plain(max(smallest - span, -sys.float_info.max))
+            high = _plain(min(largest + span, sys.float_info.max))
         columns[name] = ColumnSchema(kinds.NUMBER, minimum=low, maximum=high)
     return DataSchema(
         dataset, task, label, tuple(features), columns, tuple(sorted(key or (*features, label)))
@@ -122,8 +127,9 @@ def infer_schema(
 
 
 def _plain(value: float) -> int | float:
-    # Integral values are written as integers so the YAML reads as the data does.
-    return int(value) if float(value).is_integer() else float(value)
+    # Integral values are written as integers so the YAML reads as the data does; past
+    # 2**53 a float is integral only because it cannot hold a fraction, so it stays one.
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
 
 
 def find_drift(schema: DataSchema, frame: pd.DataFrame, features: tuple[str, ...]) -> Drift:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 import pytest
 
@@ -115,6 +117,26 @@ def test_infinite_values_do_not_spoil_the_inferred_range(frame):
     frame.loc[0, "x1"] = float("inf")
     spec = infer(frame).columns["x1"]
     assert spec.maximum == frame["x1"].iloc[1:].max()
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.2])
+def test_values_near_the_float_limits_keep_a_finite_range_that_holds_them(frame, margin, tmp_path):
+    # Their span overflows to infinity: times a zero margin it was NaN, and every row
+    # then failed the range check ("no usable rows: all quarantined, out_of_range").
+    frame["x1"] = frame["x1"].astype(float)
+    frame.loc[0, "x1"], frame.loc[1, "x1"] = 1e308, -1e308
+    spec = infer(frame, margin=margin).columns["x1"]
+    assert (
+        (spec.minimum, spec.maximum) == (-1e308, 1e308)
+        if margin == 0
+        else (
+            -sys.float_info.max,
+            sys.float_info.max,
+        )
+    )
+    assert isinstance(spec.maximum, float)  # not a 309-digit integer in the YAML
+    (tmp_path / "s.yaml").write_text(dump_schema(infer(frame, margin=margin), "t"))
+    assert load_schema(tmp_path / "s.yaml").columns["x1"].maximum == spec.maximum
 
 
 def test_categorical_and_underscored_values_parse_like_pandera():
