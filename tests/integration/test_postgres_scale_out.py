@@ -8,7 +8,7 @@ installs) runs on 127.0.0.1 on a free port for the module. Against it:
   recorded once, both workers ran trials, one nested MLflow run per trial;
 - an MLflow tracking server with a PostgreSQL backend store and its own
   artifact root: runs, a registered version and its ``champion`` alias land in
-  PostgreSQL and the artifact root, and the register stage's ``champion_score``
+  PostgreSQL and the artifact root, and the register stage's ``champion_outputs``
   reads the champion back through the server;
 - ``bakeoff ui`` over a ``postgresql://`` ``train.tracking_uri``, on 127.0.0.1 only.
 
@@ -431,21 +431,25 @@ def test_the_tracking_server_keeps_runs_and_registry_in_postgres(served, postgre
 def test_artifacts_go_to_the_artifact_root_and_the_register_stage_reads_them_back(
     served, mlflow_server, artifact_root
 ):
+    import numpy as np
     from mlflow import MlflowClient
 
-    from components.register.core import Scored, champion_score
+    from components.register.core import Scored, champion_outputs
 
     stored = {p.relative_to(artifact_root).as_posix() for p in artifact_root.rglob("model.onnx")}
     assert f"{served.experiment_id}/{served.run_id}/artifacts/onnx/model.onnx" in stored
     assert not (Path.cwd() / "mlartifacts").exists() and not (Path.cwd() / "mlruns").exists()
     read: dict[str, Any] = {}
 
-    def score(onnx_file: Path, manifest: dict[str, Any]) -> float:
+    answers = np.array([[0.9, 0.1]])
+
+    def answer(onnx_file: Path, manifest: dict[str, Any]) -> np.ndarray:
         read.update(onnx=onnx_file.read_bytes(), manifest=manifest)
-        return 0.97
+        return answers
 
     client = MlflowClient(mlflow_server.url)
-    assert champion_score(client, served.model, score) == Scored(0.97, served.version)
+    found, outputs = champion_outputs(client, served.model, answer)
+    assert found == Scored(None, served.version) and outputs is answers
     assert read == {"onnx": ONNX_BYTES, "manifest": MANIFEST}
 
 
