@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from components.contracts import load_constants, read_json
-from components.errors import BakeoffError, ParamsError
+from components.errors import BakeoffError
 from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
-from components.params import fraction, load_params, number, section, whole
+from components.params import load_params, number, section, whole
 from components.training import tracking
 from components.training.search import TuningParams
 
@@ -41,13 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def params_from(raw: dict[str, Any], tuning: TuningParams, task: str) -> Any:
     """The ``evaluate`` section, checked and unpacked."""
     from components.evaluate.core import EvaluateParams
+    from components.evaluate.stats import Resampling
 
+    resampling = Resampling.from_section(raw)
     return EvaluateParams(
         optimised=tuning.objective_metric(task),
-        resamples=whole(raw.get("resamples", 2000), "evaluate.resamples", 100),
+        resamples=resampling.resamples,
         seeds=whole(raw.get("seeds", 3), "evaluate.seeds", 1),
-        level=_level(raw.get("level", 0.95)),
-        seed=whole(raw.get("seed", 0), "evaluate.seed", 0),
+        level=resampling.level,
+        seed=resampling.seed,
         threads=whole(raw.get("threads", 1), "evaluate.threads", 1),
         latency_repeats=whole(raw.get("latency_repeats", 200), "evaluate.latency_repeats", 10),
         latency_rounds=whole(raw.get("latency_rounds", 5), "evaluate.latency_rounds", 2),
@@ -66,13 +68,6 @@ def _seed_outputs(path: str) -> dict[str, Any]:
         raise BakeoffError(
             f"{path}: not the refit stage's test outputs ({error}); rerun refit"
         ) from None
-
-
-def _level(value: Any) -> float:
-    level = fraction(value, "evaluate.level")
-    if not 0 < level < 1:
-        raise ParamsError("evaluate.level", f"expected a number between 0 and 1; found {value!r}")
-    return level
 
 
 def run(args: argparse.Namespace) -> None:

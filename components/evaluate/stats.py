@@ -29,18 +29,47 @@ resample's metric is their mean, or for RMSE the root of their mean.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from components.errors import ParamsError
 from components.evaluate.metrics import EPSILON
+from components.params import fraction, whole
 
 # Below this many discordant rows the chi-square approximation is poor.
 EXACT_BELOW = 25
 # Resamples drawn at once by seeds_and_rows (a resamples x rows array of counts each).
 CHUNK = 250
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """How every bootstrap of the verdict resamples: ``evaluate``'s resamples, level and seed.
+
+    The evaluate stage's verdict and the register stage's gate read the same keys.
+    """
+
+    resamples: int = 2000
+    level: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_section(cls, raw: Mapping[str, Any]) -> Resampling:
+        """The three keys of the ``evaluate`` section, checked."""
+        level = fraction(raw.get("level", 0.95), "evaluate.level")
+        if not 0 < level < 1:
+            raise ParamsError(
+                "evaluate.level", f"expected a number between 0 and 1; found {raw.get('level')!r}"
+            )
+        return cls(
+            resamples=whole(raw.get("resamples", 2000), "evaluate.resamples", 100),
+            level=level,
+            seed=whole(raw.get("seed", 0), "evaluate.seed", 0),
+        )
 
 
 @dataclass(frozen=True)

@@ -121,12 +121,12 @@ def run(args: argparse.Namespace) -> None:
         client.set_terminated(run_id, status="FAILED")
         raise
     version = str(registered.version)
+    line = core.champion_line(decision, champion, version, framework)
     try:
         client.update_model_version(own.model_name, version, core.description(comparison, decision))
         with tempfile.TemporaryDirectory() as scratch:
             # The report as evaluate wrote it, its verdict closed with the gate's decision.
             report = Path(scratch) / Path(args.report).name
-            line = core.champion_line(decision, champion, version, framework)
             report.write_text(core.with_champion(Path(args.report).read_text(), line))
             client.log_artifact(run_id, str(report), "reports")
         client.set_model_version_tag(own.model_name, version, core.TAG_ALIAS, decision.reason)
@@ -161,7 +161,6 @@ def run(args: argparse.Namespace) -> None:
     print(
         f"register: {own.model_name} version {version} ({framework}) is {decision.alias}: {decision.reason}"
     )
-    line = core.champion_line(decision, champion, version, framework)
     print("register: " + line.removeprefix("- ").replace("**", ""))
     if pushed:
         print(f"register: pushed to {pushed}")

@@ -34,7 +34,7 @@ from components.contracts import (
 )
 from components.errors import BakeoffError, ParamsError
 from components.evaluate import metrics as scoring
-from components.evaluate.stats import Interval, paired_bootstrap, per_row
+from components.evaluate.stats import Interval, Resampling, paired_bootstrap, per_row
 from components.export.parity import metric_of
 from components.register.gate import CHAMPION, Decision, decide
 from components.training import tracking
@@ -70,16 +70,15 @@ class RegisterParams:
                 "replaced by register.min_improvement (the gate now promotes only a shown "
                 "improvement, never a loss within a tolerance); rename it",
             )
-        evaluate = evaluate or {}
-        level = params.fraction(evaluate.get("level", 0.95), "evaluate.level")
+        resampling = Resampling.from_section(evaluate or {})
         return cls(
             model_name=f"bakeoff-{dataset}" if name == "auto" else name,
             min_improvement=params.number(
                 raw.get("min_improvement", 0.0), "register.min_improvement", 0.0, finite=True
             ),
-            resamples=params.whole(evaluate.get("resamples", 2000), "evaluate.resamples", 100),
-            level=level,
-            seed=params.whole(evaluate.get("seed", 0), "evaluate.seed", 0),
+            resamples=resampling.resamples,
+            level=resampling.level,
+            seed=resampling.seed,
         )
 
 
