@@ -139,6 +139,8 @@ def reproduce(
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if (root / "params.yaml").is_file():
+        preflight(root / "params.yaml")
     env = stage_environment()
     serial_command = ["repro", *targets, *_force(force)]
     if serial:
@@ -171,6 +173,25 @@ def reproduce(
         return _dvc(["repro", "-s", "--force", *plan.after], root, env)
     # Runs whatever is left; with nothing left DVC reports that all is up to date.
     return _dvc(["repro", *targets], root, env)
+
+
+def preflight(params_file: Path) -> None:
+    """The sections of the stages after the studies, checked before any stage runs.
+
+    Their stages read them only once both studies are over; a key refused there
+    would cost the whole tuning budget first. Raises the stage's own ParamsError.
+    """
+    from components.evaluate.stats import Resampling
+    from components.params import load_params
+    from components.refit.cli import params_from, seeds_from
+    from components.register.core import RegisterParams
+
+    params = load_params(params_file)
+    evaluate = params.get("evaluate") or {}
+    params_from(params.get("refit") or {})
+    seeds_from(evaluate)
+    Resampling.from_section(evaluate)
+    RegisterParams.from_section(params.get("register") or {}, "preflight", evaluate)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -259,3 +259,34 @@ def test_the_options_of_bakeoff_run():
     assert (args.stages, args.force, args.serial) == (["train", "evaluate"], True, True)
     args = parser.parse_args([])
     assert (args.stages, args.force, args.serial) == ([], False, False)
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        (
+            "register: {tolerance: 0.005}\n",
+            "register.tolerance: replaced by register.min_improvement",
+        ),
+        ("evaluate: {seeds: 0}\n", "evaluate.seeds"),
+        ("evaluate: {level: 1.0}\n", "evaluate.level: expected a number between 0 and 1"),
+        ("register: {min_improvement: -0.1}\n", "register.min_improvement"),
+        ("refit: {repeats: 0}\n", "refit.repeats"),
+    ],
+)
+def test_bad_params_of_the_stages_after_the_studies_stop_the_run_before_any_stage(
+    tiny_repo: Path, monkeypatch, sections: str, message: str
+):
+    from components.errors import ParamsError
+
+    (tiny_repo / "params.yaml").write_text(sections)
+
+    def no_dvc(*args, **kwargs):
+        raise AssertionError("a stage ran before the params were checked")
+
+    monkeypatch.setattr(runner, "_dvc", no_dvc)
+    monkeypatch.setattr(runner, "_train", no_dvc)
+    with pytest.raises(ParamsError) as refused:
+        runner.reproduce(tiny_repo)
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
