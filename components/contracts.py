@@ -15,7 +15,10 @@ expensive work; nobody else indexes the parsed JSON by string.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,9 +29,48 @@ from components.errors import BakeoffError
 #: The clean stage's splits, ``data/clean/<split>.parquet``, in order.
 SPLITS = ("train", "val", "test")
 MODEL_CARD = "model.json"
-MODEL_CARD_VERSION = 1
+MODEL_CARD_VERSION = 2  # 2: internal_names
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
+
+
+#: How long an internal name may grow before it is cut (and told apart by its hash).
+SAFE_NAME_LENGTH = 48
+
+
+def safe_name(name: str) -> str:
+    """A name every framework takes for ``name``: lower-case ASCII letters, digits and ``_``.
+
+    TensorFlow's signature and op names, TFLite's and ONNX's input names allow
+    only ``[A-Za-z0-9_.\\-/>]`` and no leading underscore, TensorFlow rewrites
+    the rest itself (so ``a b`` and ``a_b`` would collide), and a SavedModel's
+    signature arguments are told apart without case (``Flipper`` and
+    ``flipper`` collide). A name that already qualifies is kept; any other is
+    spelled in ASCII and suffixed with a hash of the original, so the result
+    depends on the name alone (the same in every stage) and two names do not meet.
+    """
+    if re.fullmatch(r"[a-z][a-z0-9_]*", name) and len(name) <= SAFE_NAME_LENGTH:
+        return name
+    ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", ascii_).strip("_")[:SAFE_NAME_LENGTH]
+    if not stem[:1].isalpha():
+        stem = f"f_{stem}".rstrip("_")
+    return f"{stem}_{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
+
+
+def internal_names(columns: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Each of ``columns`` to its :func:`safe_name`; names a framework cannot hold apart stop here."""
+    names = {column: safe_name(column) for column in columns}
+    seen: dict[str, str] = {}
+    for column, internal in names.items():
+        clash = seen.get(internal.lower())
+        if clash is not None:
+            raise BakeoffError(
+                f"columns '{clash}' and '{column}' both become '{internal}' inside the models; "
+                "rename one"
+            )
+        seen[internal.lower()] = column
+    return names
 
 
 class ContractError(BakeoffError):
@@ -265,6 +307,9 @@ class ModelCard:
     best_val: float = float("nan")
     test: Mapping[str, float] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)  # the backend's own notes
+    # Each column's name inside the native artifact (:func:`internal_names`); users
+    # see and send the original names. Empty (cards before version 2): the same names.
+    internal_names: Mapping[str, str] = field(default_factory=dict)
     version: int = MODEL_CARD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,6 +344,7 @@ class ModelCard:
             best_val=read.number("best_val", float("nan")),
             test={key: float(value) for key, value in read.mapping("test", {}).items()},
             extra=read.mapping("extra", {}),
+            internal_names=read.mapping("internal_names", {}),
             version=version,
         )
 
@@ -308,6 +354,7 @@ class ModelCard:
         return cls(
             task=constants.task,
             columns=tuple(constants.feature_order),
+            internal_names=internal_names(constants.feature_order),
             categorical={name: constants.vocabularies[name] for name in constants.categorical},
             outputs=tuple(str(c) for c in constants.label.classes)
             if constants.classification
@@ -635,6 +682,7 @@ class ServingLayout:
     classes: tuple[str, ...] | None = None  # the probabilities' classes; None: one value a row
     value: str = ""  # what a regression model answers (the label's name)
     dtype: str = "float32"
+    internal_names: Mapping[str, str] = field(default_factory=dict)  # as the model card's
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -654,9 +702,14 @@ class ServingLayout:
     @classmethod
     def of_card(cls, card: ModelCard) -> ServingLayout:
         """The layout a model folder's card declares."""
+        names = dict(card.internal_names)
         if card.task == CLASSIFICATION:
-            return cls(card.columns, dict(card.categorical), classes=card.outputs)
-        return cls(card.columns, dict(card.categorical), value=card.outputs[0])
+            return cls(
+                card.columns, dict(card.categorical), classes=card.outputs, internal_names=names
+            )
+        return cls(
+            card.columns, dict(card.categorical), value=card.outputs[0], internal_names=names
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``input`` and ``output`` keys."""
@@ -671,6 +724,7 @@ class ServingLayout:
                 "dtype": self.dtype,
                 "columns": list(self.columns),
                 "categorical": {name: list(v) for name, v in self.vocabularies.items()},
+                "internal_names": dict(self.internal_names),
                 "note": "numeric as is (NaN for a gap); categorical as vocabulary position",
             },
             "output": output,
@@ -692,18 +746,14 @@ class ServingLayout:
                     path, f"input.categorical.{name}", "expected one of input.columns; it is not"
                 )
         output = read.nested("output")
+        common: dict[str, Any] = {
+            "dtype": inputs.text("dtype", "float32"),
+            "internal_names": inputs.mapping("internal_names", {}),
+        }
         if "probabilities" in output.data:
-            classes = output.names("probabilities")
-            return cls(
-                columns, vocabularies, classes=classes, dtype=inputs.text("dtype", "float32")
-            )
+            return cls(columns, vocabularies, classes=output.names("probabilities"), **common)
         if "value" in output.data:
-            return cls(
-                columns,
-                vocabularies,
-                value=output.text("value"),
-                dtype=inputs.text("dtype", "float32"),
-            )
+            return cls(columns, vocabularies, value=output.text("value"), **common)
         raise ContractError(
             path, "output", "expected probabilities (class names) or value (a name); found neither"
         )

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
         with mlflow.start_run(run_id=run_id):
             example = raw_matrix(test.head(5), constants)
             model = chosen.backend.loggable(chosen.card, chosen.folder, constants)
-            logged = tracking.log_model(chosen.backend, model, example)
+            logged = tracking.log_model(chosen.backend, model, example, constants.feature_order)
             mlflow.log_artifact(str(onnx_file), core.ONNX_PATH)
             mlflow.log_artifact(str(exports / "manifest.json"), core.ONNX_PATH)
             for report in (args.comparison, args.parity):

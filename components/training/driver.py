@@ -150,6 +150,7 @@ def prepare(
     own = FrameworkParams.from_section(own_raw, framework)
     runtime = replace(runtime_settings(params, framework), workers=own.workers)
     constants = contracts.load_constants(preprocessing)
+    features.preflight(constants, preprocessing)
     architecture = architecture_for(tuning, constants)
     data = tracking.data_hash([data_dir / f"{split}.parquet" for split in SPLITS] + [preprocessing])
     name = study_name(
@@ -286,7 +287,7 @@ def train(
             )
             mlflow.set_tag("bakeoff.blessed", str(blessed))
             started = time.perf_counter()
-            tracking.log_model(backend, model, matrix[:5])
+            tracking.log_model(backend, model, matrix[:5], constants.feature_order)
             card = None
             if blessed or save == "always":
                 card = ModelCard.describe(

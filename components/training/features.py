@@ -19,10 +19,49 @@ position is out of vocabulary). Formats without strings (ONNX, TFLite,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from components.contracts import Constants
+from components.contracts import Constants, internal_names
+from components.errors import BakeoffError
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def preflight(constants: Constants, path: str | Path) -> None:
+    """Stop, in one line naming the column, on constants a trainer or a serving model cannot take.
+
+    Run by each training stage before its study: clean refuses these already,
+    so this guards a hand-edited or older ``preprocessing.json``, and no
+    tuning budget is spent on a model that could not be saved or served.
+    """
+
+    def stop(problem: str) -> None:
+        raise BakeoffError(f"{path}: {problem}; rerun clean (dvc repro clean) or fix the data")
+
+    if not constants.feature_order:
+        stop("no feature columns to train on")
+    if constants.classification and len(constants.label.classes) < 2:
+        count = len(constants.label.classes)
+        stop(f"label '{constants.label.name}' has {count} class; a classifier needs two or more")
+    for name in constants.numeric:
+        values = (constants.stats[name].mean, constants.stats[name].scale, constants.impute[name])
+        if not all(np.isfinite(v) and abs(v) <= FLOAT32_MAX for v in values):
+            stop(f"column '{name}': mean, scale or fill value {values} is not a finite float32")
+    if constants.image_shape:
+        height, width = constants.image_shape
+        if constants.categorical or height * width != len(constants.numeric):
+            stop(
+                f"image_shape {height}x{width} needs {height * width} numeric features; "
+                f"found {len(constants.numeric)} numeric and {len(constants.categorical)} "
+                "categorical"
+            )
+    try:
+        internal_names(constants.feature_order)
+    except BakeoffError as err:
+        stop(str(err))
 
 
 def input_dim(constants: Constants) -> int:

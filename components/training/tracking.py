@@ -179,11 +179,14 @@ def trial_run(
     mlflow.end_run("FINISHED")
 
 
-def log_model(backend: Any, model: Any, example: Any) -> Any:
+def log_model(backend: Any, model: Any, example: Any, columns: list[str]) -> Any:
     """Log a serving model (serving matrix in) to the active run as ``model``; its model info.
 
     The one place models reach MLflow: each backend names its MLflow flavour
-    and requirements, and answers the example for the signature.
+    and requirements, and answers the example for the signature. The model
+    takes one float32 matrix (the flavours for a ``tf.Module`` take arrays
+    only), so the signature is a tensor's; the MLmodel's metadata names its
+    columns, in order, by the users' own column names.
     """
     import importlib
 
@@ -197,4 +200,8 @@ def log_model(backend: Any, model: Any, example: Any) -> Any:
         signature=infer_signature(example, output),
         input_example=example,
         pip_requirements=backend.requirements(),
+        metadata={
+            "input_columns": list(columns),
+            "input_note": "numeric as is (NaN for a gap); categorical as vocabulary position",
+        },
     )

@@ -169,13 +169,16 @@ class TensorflowBackend:
         specs = signature.structured_input_signature[1]
         numeric, categorical = list(constants.numeric), list(constants.categorical)
         output = "probabilities" if constants.classification else "value"
+        internal = {name: card.internal_names.get(name, name) for name in card.columns}
 
         def call(matrix: np.ndarray) -> np.ndarray:
             inputs = {}
             for column, name in enumerate(numeric):
-                inputs[name] = tf.constant(matrix[:, column], dtype=specs[name].dtype)
+                key = internal[name]
+                inputs[key] = tf.constant(matrix[:, column], dtype=specs[key].dtype)
             for column, name in enumerate(categorical, start=len(numeric)):
-                inputs[name] = tf.constant(_category_names(matrix[:, column], name, constants))
+                values = _category_names(matrix[:, column], name, constants)
+                inputs[internal[name]] = tf.constant(values)
             values = signature(**inputs)[output].numpy()
             return values if output == "probabilities" else values.reshape(-1)
 

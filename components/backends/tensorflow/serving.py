@@ -8,14 +8,17 @@ from typing import Any
 import tensorflow as tf
 
 from components.backends.tensorflow.transform_module.preprocessing import INPUTS
+from components.contracts import internal_names
 
 
 def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path: Path) -> None:
     """Save ``model`` with the Transform graph in front of it, as a SavedModel.
 
     Signatures: ``serving_default`` takes serialized tf.Examples of raw
-    features (what TF Serving and TFMA's Evaluator send); ``serving_raw`` takes
-    one 1-D tensor per raw feature. Both return ``probabilities`` (classification)
+    features keyed by the users' column names (what TF Serving and TFMA's
+    Evaluator send); ``serving_raw`` takes one 1-D tensor per raw feature, each
+    argument named by ``contracts.internal_names`` (a signature argument must be
+    a valid op name: ``Body Mass (g)`` is not). Both return ``probabilities`` (classification)
     or ``value`` (regression). ``transform_features`` returns the transformed
     features and label of serialized examples, so TFMA compares the model's
     class index with the label's class index, not with the raw label value.
@@ -33,14 +36,15 @@ def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path:
     def serve_examples(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         return predict(tf.io.parse_example(serialized, raw_spec))
 
+    names = internal_names(sorted(raw_spec))
     raw_signature = {
-        name: tf.TensorSpec([None], spec.dtype, name=name)
+        names[name]: tf.TensorSpec([None], spec.dtype, name=names[name])
         for name, spec in sorted(raw_spec.items())
     }
 
     @tf.function(input_signature=[raw_signature])
     def serve_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return predict({name: tf.reshape(value, [-1, 1]) for name, value in features.items()})
+        return predict({name: tf.reshape(features[names[name]], [-1, 1]) for name in names})
 
     full_spec = tft_output.raw_feature_spec()
 
