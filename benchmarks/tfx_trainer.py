@@ -76,7 +76,6 @@ def prepare(folder: Path, epochs: int, rows: int) -> None:
     params["ingest"].update(
         name="synthetic", source="file", path="data/landing/synthetic.parquet", label="label"
     )
-    params["clean"]["schema"] = "schemas/synthetic.yaml"
     params["train"].update(
         trials=1, epochs=epochs, patience=epochs, pruner="none", architecture="mlp", search=POINT
     )

@@ -1,4 +1,9 @@
-"""What kind of values a column holds, shared by ingest (harmonising batches) and clean (schema)."""
+"""What kind of values a column holds, shared by ingest (harmonising batches) and clean (schema).
+
+Also which columns are data but not features (constants, row ids, dates and
+timestamps), found when the schema is inferred, so that the schema file the
+user commits lists them under ``ignored``, with the reason.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,22 @@ STRING = "string"
 # as numbers; the rest are rows of the wrong type, not a categorical column.
 NUMERIC_SHARE = 0.9
 KIND_SAMPLE = 10_000
+# Every model takes float32: a value beyond this would reach the trainers as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# A text column is a row id when nearly every value is distinct; below this many
+# rows, distinct values say nothing.
+ID_SHARE = 0.95
+MIN_ID_ROWS = 20
+# A text column holds dates when this share of a sample reads as ISO 8601 ones
+# (2024-03-01, 2024-03-01T12:30:00, 2024-03-01 12:30:00+01:00), year first:
+# the one written form that is not ambiguous between day and month.
+DATE_SHARE = 0.9
+DATE_SAMPLE = 1000
+ISO_DATE = (
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s?(?:Z|[+-]\d{2}:?\d{2}))?)?"
+)
+GAPS = "constant (every row is a gap)"
 
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
@@ -37,7 +58,10 @@ def _plain(series: pd.Series) -> pd.Series:
 def kind_of(series: pd.Series) -> str:
     """``number`` or ``string``: the kind a schema declares for this column."""
     values = _plain(series).dropna()
-    if pd.api.types.is_bool_dtype(values):
+    # True/False is a category; with a gap, pandas holds it as objects, which would parse as 1/0.
+    if pd.api.types.is_bool_dtype(values) or (
+        values.dtype == object and pd.api.types.infer_dtype(values) == "boolean"
+    ):
         return STRING
     if pd.api.types.is_numeric_dtype(values):
         return NUMBER
@@ -90,3 +114,51 @@ def _float_or_nan(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def not_a_feature(series: pd.Series, kind: str) -> str | None:
+    """Why a column of the given kind should not be a feature (a short phrase), or None."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = series.dropna()
+        return _dates(str(stamps.iloc[0])) if len(stamps) else GAPS
+    number = kind == NUMBER
+    values = as_number(series) if number else as_text(series)
+    present = values.dropna()
+    if present.empty:
+        return GAPS
+    if number:
+        # By its extremes: a million floats need no hashing to tell.
+        if present.min() == present.max():
+            return f"constant (every value is {as_text(present.iloc[:1]).iloc[0]})"
+        return _counter(values)
+    distinct = present.nunique()
+    if distinct == 1:
+        return f"constant (every value is {present.iloc[0]!r})"
+    sample = present.iloc[:: max(1, len(present) // DATE_SAMPLE)]
+    dated = sample[sample.str.fullmatch(ISO_DATE)]
+    parsed = pd.to_datetime(dated, errors="coerce", utc=True).notna()
+    if parsed.sum() >= DATE_SHARE * len(sample):
+        return _dates(dated[parsed].iloc[0])
+    if len(present) >= MIN_ID_ROWS and distinct > ID_SHARE * len(present):
+        return f"looks like a row id ({distinct} distinct values in {len(present)} rows)"
+    return None
+
+
+def _dates(example: str) -> str:
+    return (
+        f"holds dates or timestamps (e.g. {example!r}); "
+        "derive numeric columns from it upstream to use it"
+    )
+
+
+def _counter(values: pd.Series) -> str | None:
+    # Whole numbers counting the rows (1, 2, 3, ...) in file order, no gaps.
+    if len(values) < MIN_ID_ROWS or values.iloc[-1] - values.iloc[0] != len(values) - 1:
+        return None
+    steps = values.diff().iloc[1:]
+    if not (steps == 1).all() or values.iloc[0] % 1 != 0:
+        return None
+    return (
+        f"looks like a row counter ({values.iloc[0]:.0f}, {values.iloc[1]:.0f}, ... "
+        f"{values.iloc[-1]:.0f})"
+    )

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> None:
         f"{rows['quarantined']} quarantined -> {args.quarantine}"
         + (f"; schema inferred -> {schema_path}" if result.schema_inferred else "")
     )
+    for note in result.notes:
+        print(f"clean: note: {note}")
 
 
 def _read_manifest(path: Path) -> dict:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from components import columns as kinds
 from components.clean import checks, preprocessing, split
-from components.clean.schema import DataSchema, Drift, find_drift, infer_schema
+from components.clean.schema import ColumnSchema, DataSchema, Drift, find_drift, infer_schema
 from components.columns import ROW_KEY, SOURCE_FILE, SOURCE_ROW
 from components.contracts import SPLITS, Constants
 from components.errors import DataError, ParamsError
-from components.params import choice, flag, fraction, names, number
+from components.params import choice, flag, fraction, names, number, whole
 
 DROP, IMPUTE, CLIP, FAIL, KEEP = "drop", "impute", "clip", "fail", "keep"
 POLICIES: dict[str, tuple[str, ...]] = {
@@ -36,10 +36,17 @@ class CleanParams:
     range_margin: float
     split: split.SplitSpec
     key: tuple[str, ...] | None
+    max_categories: int = 100
 
     @classmethod
     def from_section(cls, raw: dict[str, Any]) -> CleanParams:
         """Check and unpack the raw ``clean`` mapping."""
+        if "schema" in raw:
+            raise ParamsError(
+                "clean.schema",
+                "removed: the schema is now schemas/<ingest.name>.yaml; delete the key "
+                "(and name the schema file after ingest.name)",
+            )
         given = _mapping(raw.get("policies"), "clean.policies")
         unknown = sorted(set(given) - set(POLICIES))
         if unknown:
@@ -71,6 +78,7 @@ class CleanParams:
             range_margin=number(raw.get("range_margin", 0.0), "clean.range_margin", 0, finite=True),
             split=spec,
             key=names(shares.get("key", "auto"), "clean.split.key"),
+            max_categories=whole(raw.get("max_categories", 100), "clean.max_categories", 1),
         )
 
 
@@ -92,6 +100,8 @@ class CleanResult:
     schema_inferred: bool
     preprocessing: Constants
     report: dict[str, Any] = field(default_factory=dict)
+    # One line each: columns that are not features, capped vocabularies, sparse classes.
+    notes: tuple[str, ...] = ()
 
 
 def clean(
@@ -119,6 +129,7 @@ def clean(
 
     drift = Drift((), (), ())
     inferred = schema is None
+    image_shape = manifest.get("image_shape")
     if schema is None:
         schema = infer_schema(
             raw,
@@ -128,6 +139,7 @@ def clean(
             features=features,
             range_margin=params.range_margin,
             key=params.key,
+            image=bool(image_shape),
         )
     else:
         if schema.label != label:
@@ -143,6 +155,15 @@ def clean(
                 "(accept it with clean.allow_schema_drift: true, or edit the schema)",
             )
         schema = schema.without(set(drift.removed))
+    if not schema.features:
+        _no_features(schema, snapshot_name)
+    # Listed in ingest.ignore, a column is no longer in the manifest's features: no note.
+    notes = [
+        f"column '{name}' is not a feature: {why} (set ingest.ignore: [{_quoted(name)}] to "
+        "silence this note)"
+        for name, why in schema.ignored.items()
+        if name in features
+    ]
 
     values = checks.typed(raw, schema)
     key_columns = params.key or schema.split_key
@@ -203,7 +224,7 @@ def clean(
             f"split '{empty[0]}' is empty: {len(kept_rows)} usable rows are too few for the fractions in clean.split",
         )
     if schema.task == "classification":
-        _check_classes(values[schema.label], kept_rows, rows_of["train"], snapshot_name)
+        notes += _check_classes(values[schema.label], kept_rows, rows_of, snapshot_name)
     # Each split is taken from the typed frame once, by position: no intermediate copies
     # of the whole table.
     positions = [values.columns.get_loc(column) for column in schema.used]
@@ -212,6 +233,17 @@ def clean(
         part = values.iloc[rows, positions]
         part.index = pd.RangeIndex(len(part))
         splits[name] = part
+    # A feature constant in the train split teaches nothing, but it stays a feature:
+    # the TFX schema, the splits and both serving signatures take every schema
+    # feature, and new rows may vary. (An image's blank border pixels are not noted.)
+    constant_in_train = (
+        {} if image_shape else preprocessing.constant_features(splits["train"], schema)
+    )
+    notes += [
+        f"column '{name}' is constant in the train split ({why} in its "
+        f"{len(rows_of['train'])} rows): it teaches the models nothing until new rows vary"
+        for name, why in constant_in_train.items()
+    ]
     impute = preprocessing.impute_values(splits["train"], schema)
     imputed_cells = pd.Series(0, index=list(schema.features), dtype="int64")
     for name, part in splits.items():
@@ -226,8 +258,18 @@ def clean(
         if SOURCE_FILE in raw:
             part.insert(1, SOURCE_FILE, raw[SOURCE_FILE].array.take(rows))
             part.insert(2, SOURCE_ROW, raw[SOURCE_ROW].to_numpy()[rows])
-    computed = preprocessing.constants(splits["train"], schema, impute, manifest.get("image_shape"))
-    _check_finite(computed, snapshot_name)
+    computed = preprocessing.constants(
+        splits["train"], schema, impute, image_shape, params.max_categories
+    )
+    for name in computed["categorical"]:
+        distinct = splits["train"][name].nunique()
+        if distinct > params.max_categories:
+            notes.append(
+                f"column '{name}' has {distinct} distinct values in the train split; its "
+                f"vocabulary keeps the {params.max_categories} most frequent "
+                "(clean.max_categories), the others share the out-of-vocabulary slot"
+            )
+    _check_float32(computed, values, kept_rows, raw, snapshot_name)
     constants = Constants.from_dict(computed)
     quarantine = _quarantine(raw, violations, dropped)
     report = _report(
@@ -242,21 +284,43 @@ def clean(
         schema_name=schema_name,
         inferred=inferred,
         drift=drift,
+        constant_in_train=constant_in_train,
+        notes=notes,
     )
-    return CleanResult(splits, quarantine, schema, inferred, constants, report)
+    return CleanResult(splits, quarantine, schema, inferred, constants, report, tuple(notes))
+
+
+def _quoted(name: str) -> str:
+    # As YAML reads it inside [...], whatever characters the name has.
+    return "'" + name.replace("'", "''") + "'"
+
+
+def _no_features(schema: DataSchema, snapshot_name: str) -> NoReturn:
+    raise DataError(
+        snapshot_name,
+        "no features left to train on: "
+        + "; ".join(f"'{name}' {why}" for name, why in schema.ignored.items()),
+    )
 
 
 def _check_classes(
-    label: pd.Series, usable: np.ndarray, train: np.ndarray, snapshot_name: str
-) -> None:
-    """A classifier needs two classes, and every class it will be scored on, in its train split."""
+    label: pd.Series, usable: np.ndarray, rows_of: dict[str, np.ndarray], snapshot_name: str
+) -> list[str]:
+    """A classifier needs two classes, and every class it will be scored on, in its train split.
+
+    A class needs a row for each split to be trained, tuned and tested on; one
+    with rows in train but none in val or test is noted (its per-class scores
+    there are missing), not refused.
+    """
+    train = rows_of["train"]
     overall = _class_counts(label, usable)
+    column = str(label.name)
     if len(overall) < 2:
         raise DataError(
             snapshot_name,
             f"classification: expected at least two classes; found only {overall.index[0]!r} "
             f"in all {len(usable)} usable rows",
-            column=str(label.name),
+            column=column,
         )
     in_train = _class_counts(label, train)
     if len(in_train) < 2:
@@ -265,7 +329,7 @@ def _check_classes(
             f"classification: expected at least two classes in the train split; found only "
             f"{in_train.index[0]!r} in its {len(train)} rows ({len(overall)} classes in all "
             "usable rows: add rows of the others)",
-            column=str(label.name),
+            column=column,
         )
     absent = [value for value in overall.index if value not in in_train.index]
     if absent:
@@ -275,8 +339,30 @@ def _check_classes(
             f"classification: expected every class in the train split; class {absent[0]!r} has "
             f"{rows} usable row{'s' if rows != 1 else ''}, none in train "
             "(add rows of it, or leave it out of the schema's allowed labels)",
-            column=str(label.name),
+            column=column,
         )
+    by_split = {name: _class_counts(label, rows) for name, rows in rows_of.items()}
+    rare = overall[overall < len(SPLITS)]
+    if len(rare):
+        value = rare.index[0]
+        counts = ", ".join(f"{name} {int(found.get(value, 0))}" for name, found in by_split.items())
+        raise DataError(
+            snapshot_name,
+            f"classification: expected at least {len(SPLITS)} usable rows of every class (one "
+            f"per split); class {value!r} has {int(rare.iloc[0])} ({counts}; add rows of it, "
+            "or leave it out of the schema's allowed labels)",
+            column=column,
+        )
+    notes = []
+    for value, count in in_train.items():
+        missing = [name for name in SPLITS[1:] if value not in by_split[name]]
+        if missing:
+            notes.append(
+                f"column '{column}': class {value!r} has {count} row{'s' if count != 1 else ''} "
+                f"in train but none in {' or '.join(missing)}: its per-class scores there are "
+                "missing"
+            )
+    return notes
 
 
 def _class_counts(label: pd.Series, rows: np.ndarray) -> pd.Series:
@@ -289,15 +375,42 @@ def _class_counts(label: pd.Series, rows: np.ndarray) -> pd.Series:
     return pd.Series(dict(ordered), dtype="int64")
 
 
-def _check_finite(computed: dict[str, Any], snapshot_name: str) -> None:
+def _check_float32(
+    computed: dict[str, Any],
+    values: pd.DataFrame,
+    usable: np.ndarray,
+    raw: pd.DataFrame,
+    snapshot_name: str,
+) -> None:
+    """The statistics, and every usable value standardised by them, must be float32s.
+
+    The models take float32: a mean, a deviation or an ``(x - mean) / scale``
+    past its range would reach them as infinity.
+    """
     label = computed["label"]
-    moments = {**computed["stats"], **({label["name"]: label} if "mean" in label else {})}
-    for column, stat in moments.items():
-        if not (np.isfinite(stat["mean"]) and np.isfinite(stat["std"])):
+    moments = {name: (s["mean"], s["std"], s["scale"]) for name, s in computed["stats"].items()}
+    if "mean" in label:
+        moments[label["name"]] = (label["mean"], label["std"], label["std"] or 1.0)
+    for column, (mean, std, scale) in moments.items():
+        if not (abs(mean) <= kinds.FLOAT32_MAX and std <= kinds.FLOAT32_MAX):
             raise DataError(
                 snapshot_name,
-                "preprocessing: expected a finite mean and standard deviation over the train "
-                f"split; found mean {stat['mean']}, std {stat['std']}",
+                "preprocessing: expected a mean and standard deviation within float32's range "
+                f"over the train split; found mean {mean}, std {std}",
+                column=column,
+            )
+        deviation = np.abs(values[column].to_numpy()[usable] - mean)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # As the models divide: by the scale in float32, which may round to zero.
+            standardised = np.where(deviation > 0, deviation / float(np.float32(scale)), 0.0)
+        if standardised.max(initial=0.0) > kinds.FLOAT32_MAX:
+            at = int(usable[np.argmax(standardised)])
+            raise DataError(
+                snapshot_name,
+                "preprocessing: expected a standardised value within float32's range; found "
+                f"({float(values.at[at, column])!r} - {mean!r}) / {scale!r} beyond it (the train "
+                "split's mean and scale): the column's values span too many orders of magnitude",
+                row=_where(raw, at),
                 column=column,
             )
 
@@ -355,8 +468,8 @@ def _apply_policies(
             for column, rows in cells.groupby("column")["row"]:
                 at = rows.to_numpy()
                 if policy == CLIP:
-                    spec = schema.columns[column]
-                    values.loc[at, column] = values.loc[at, column].clip(spec.minimum, spec.maximum)
+                    low, high = _clip_bounds(schema.columns[column])
+                    values.loc[at, column] = values.loc[at, column].clip(low, high)
                 else:
                     values.loc[at, column] = np.nan
             treated[f"{check}_{policy}"] = len(cells)
@@ -371,6 +484,14 @@ def _clippable(schema: DataSchema) -> dict[str, bool]:
         and (spec.minimum is not None or spec.maximum is not None)
         for name, spec in schema.columns.items()
     }
+
+
+def _clip_bounds(spec: ColumnSchema) -> tuple[float | None, float | None]:
+    # The schema's bounds, and no further than float32's range (every model's input).
+    def bounded(bound: float | None) -> float | None:
+        return None if bound is None else min(max(bound, -kinds.FLOAT32_MAX), kinds.FLOAT32_MAX)
+
+    return bounded(spec.minimum), bounded(spec.maximum)
 
 
 def _where(raw: pd.DataFrame, row: int) -> str:
@@ -422,6 +543,8 @@ def _report(
     schema_name: str,
     inferred: bool,
     drift: Drift,
+    constant_in_train: dict[str, str],
+    notes: list[str],
 ) -> dict[str, Any]:
     checks_report = {}
     for check in checks.CHECKS:
@@ -451,6 +574,7 @@ def _report(
             "path": schema_name,
             "inferred": inferred,
             "features": len(schema.features),
+            "ignored": dict(schema.ignored),
             "drift": {
                 "added": list(drift.added),
                 "removed": list(drift.removed),
@@ -458,6 +582,8 @@ def _report(
             },
         },
     }
+    report["constant_in_train"] = constant_in_train
+    report["notes"] = notes
     if schema.task == "classification":
         report["label_counts"] = {
             name: {

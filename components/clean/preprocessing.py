@@ -36,8 +36,13 @@ def constants(
     schema: DataSchema,
     impute: dict[str, Any],
     image_shape: list[int] | None,
+    max_categories: int | None = None,
 ) -> dict[str, Any]:
-    """Normalisation statistics, vocabularies and label encoding from the (imputed) train split."""
+    """Normalisation statistics, vocabularies and label encoding from the (imputed) train split.
+
+    A vocabulary keeps the ``max_categories`` most frequent values; the others
+    share the out-of-vocabulary slot every categorical feature has.
+    """
     numeric = [n for n in schema.features if schema.columns[n].kind == kinds.NUMBER]
     categorical = [n for n in schema.features if schema.columns[n].kind == kinds.STRING]
     stats = {}
@@ -45,7 +50,8 @@ def constants(
         mean, std = moments(train[name])
         stats[name] = {"mean": mean, "std": std, "scale": std if std > 0 else 1.0}
     vocabularies = {
-        name: [str(v) for v in _by_frequency(train[name].value_counts())] for name in categorical
+        name: [str(v) for v in _by_frequency(train[name].value_counts())][:max_categories]
+        for name in categorical
     }
     label_spec = schema.columns[schema.label]
     label: dict[str, Any] = {"name": schema.label, "kind": label_spec.kind}
@@ -67,6 +73,20 @@ def constants(
         "image_shape": image_shape,
         "train_rows": len(train),
     }
+
+
+def constant_features(train: pd.DataFrame, schema: DataSchema) -> dict[str, str]:
+    """The features with at most one value in the (not yet imputed) train split, with why."""
+    found = {}
+    for name in schema.features:
+        present = train[name].dropna()
+        if present.empty:
+            found[name] = "every row is a gap"
+        elif present.nunique() == 1:
+            shown = kinds.as_text(present.iloc[:1]).iloc[0]
+            number = schema.columns[name].kind == kinds.NUMBER
+            found[name] = f"every value is {shown if number else repr(shown)}"
+    return found
 
 
 def moments(values: pd.Series) -> tuple[float, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,8 @@ class DataSchema:
     # The columns whose values identify a row for the split. Recorded in the
     # file so that later drift cannot silently change every row's split.
     key: tuple[str, ...] = ()
+    # Columns of the data that are not features (constants, row ids, dates), with why.
+    ignored: dict[str, str] = field(default_factory=dict)
 
     @property
     def used(self) -> tuple[str, ...]:
@@ -89,17 +90,26 @@ def infer_schema(
     features: tuple[str, ...],
     range_margin: float,
     key: tuple[str, ...] | None = None,
+    image: bool = False,
 ) -> DataSchema:
     """Infer a schema: kinds, observed finite ranges widened by ``range_margin``, label values.
 
     Every column is inferred as not nullable: gaps are then handled by the
     ``missing`` policy, which the user chose, rather than waved through because
     the first batch happened to have some. Edit ``nullable`` to accept them.
+    Constant, row-id and date columns are not features: the schema lists them
+    as ``ignored``, with the reason; when the features are an ``image``'s
+    pixels, every one is kept (a fixed grid, whose border may be blank).
     """
     columns: dict[str, ColumnSchema] = {}
+    ignored: dict[str, str] = {}
     for name in (*features, label):
         series = frame[name]
         kind = kinds.kind_of(series)
+        reason = None if image or name == label else kinds.not_a_feature(series, kind)
+        if reason is not None:
+            ignored[name] = reason
+            continue
         if kind == kinds.STRING:
             allowed = None
             if name == label:
@@ -114,16 +124,22 @@ def infer_schema(
             continue
         low = high = None
         if len(values):
-            smallest, largest = float(values.min()), float(values.max())
-            # No margin adds nothing (an overflowing span times 0 would be NaN); a span or
-            # bound past float64's range stops at its largest finite value.
+            # Every model takes float32, so no range reaches past its largest value:
+            # a value beyond it is out of range (clean's out_of_range policy).
+            smallest, largest = (_float32(float(v)) for v in (values.min(), values.max()))
+            # No margin adds nothing (an overflowing span times 0 would be NaN).
             span = (largest - smallest) * range_margin if range_margin else 0.0
-            low = _plain(max(smallest - span, -sys.float_info.max))
-            high = _plain(min(largest + span, sys.float_info.max))
+            low = _plain(_float32(smallest - span))
+            high = _plain(_float32(largest + span))
         columns[name] = ColumnSchema(kinds.NUMBER, minimum=low, maximum=high)
+    kept = tuple(name for name in features if name not in ignored)
     return DataSchema(
-        dataset, task, label, tuple(features), columns, tuple(sorted(key or (*features, label)))
+        dataset, task, label, kept, columns, tuple(sorted(key or (*kept, label))), ignored
     )
+
+
+def _float32(value: float) -> float:
+    return min(max(value, -kinds.FLOAT32_MAX), kinds.FLOAT32_MAX)
 
 
 def _plain(value: float) -> int | float:
@@ -135,12 +151,15 @@ def _plain(value: float) -> int | float:
 def find_drift(schema: DataSchema, frame: pd.DataFrame, features: tuple[str, ...]) -> Drift:
     """Columns the data adds, removes or holds with another kind than the schema says."""
     present = [c for c in frame.columns if not kinds.is_metadata(c)]
-    added = tuple(c for c in features if c not in schema.columns)
+    added = tuple(c for c in features if c not in schema.columns and c not in schema.ignored)
     removed = tuple(c for c in schema.columns if c not in present)
+    # Numbers may be declared text (integer-coded categories such as zip codes).
     retyped = tuple(
         (c, spec.kind, found)
         for c, spec in schema.columns.items()
-        if c in present and (found := kinds.kind_of(frame[c])) != spec.kind
+        if c in present
+        and spec.kind == kinds.NUMBER
+        and (found := kinds.kind_of(frame[c])) != spec.kind
     )
     return Drift(added, removed, retyped)
 
@@ -157,22 +176,32 @@ def dump_schema(schema: DataSchema, inferred_from: str) -> str:
         if spec.allowed is not None:
             entry["allowed"] = list(spec.allowed)
         columns[name] = entry
-    body = {
+    head = {
         "version": SCHEMA_VERSION,
         "dataset": schema.dataset,
         "task": schema.task,
         "label": schema.label,
         "features": list(schema.features),
-        "columns": columns,
-        "key": list(schema.split_key),
     }
+    tail = {"columns": columns, "key": list(schema.split_key)}
     header = (
         f"# bakeoff data schema, inferred from {inferred_from}.\n"
         "# The clean stage validates every run against it. Edit it (ranges, nullable,\n"
         "# allowed label values) and commit it; delete it to infer it again. 'key'\n"
         "# names the columns that place a row in train/val/test: changing it moves rows.\n"
+        "# 'ignored' names columns that are not features, and why; to use one, move it\n"
+        "# to 'features' and give it an entry in 'columns' (a number column may be\n"
+        "# declared 'type: string' to make it a category).\n"
     )
-    return header + yaml.safe_dump(body, sort_keys=False, default_flow_style=None, width=100)
+    # One reason per line under 'ignored'; the rest as compact as before.
+    ignored = {"ignored": dict(schema.ignored)} if schema.ignored else {}
+    return header + "".join(
+        yaml.safe_dump(
+            part, sort_keys=False, default_flow_style=flow, width=100, allow_unicode=True
+        )
+        for part, flow in ((head, None), (ignored, False), (tail, None))
+        if part
+    )
 
 
 def load_schema(path: Path) -> DataSchema:
@@ -206,6 +235,18 @@ def load_schema(path: Path) -> DataSchema:
             "'features': expected each column once and not the label",
             column=(repeated or [raw["label"]])[0],
         )
+    ignored = raw.get("ignored") or {}
+    if not isinstance(ignored, dict) or not all(
+        isinstance(name, str) and isinstance(why, str) for name, why in ignored.items()
+    ):
+        raise DataError(
+            shown, f"key 'ignored': expected a mapping of column to reason; found {ignored!r}"
+        )
+    both = [name for name in ignored if name in (*raw["features"], raw["label"])]
+    if both:
+        raise DataError(
+            shown, "listed in 'ignored' and also as a feature or the label", column=both[0]
+        )
     key_columns = raw.get("key") or []
     if not isinstance(key_columns, list) or not all(isinstance(k, str) for k in key_columns):
         raise DataError(shown, f"key 'key': expected a list of column names; found {key_columns!r}")
@@ -216,6 +257,7 @@ def load_schema(path: Path) -> DataSchema:
         features=tuple(raw["features"]),
         columns=columns,
         key=tuple(key_columns),
+        ignored=ignored,
     )
 
 

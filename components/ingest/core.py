@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ LABEL_CANDIDATES = ("target", "label", "y", "class")
 # class label; more, and the task is regression. Params can say otherwise.
 MAX_INFERRED_CLASSES = 50
 MANIFEST_VERSION = 1
+# The data set's name is a file name: dvc.yaml reads the schema at schemas/<name>.yaml.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,15 @@ class IngestParams:
             raise ParamsError(
                 "ingest.image_shape", f"expected [height, width] or null; found {shape!r}"
             )
+        name = str(raw.get("name") or builtin)
+        if not NAME.fullmatch(name):
+            raise ParamsError(
+                "ingest.name",
+                "expected letters, digits, '.', '-' or '_' (the schema is "
+                f"schemas/<ingest.name>.yaml); found {name!r}",
+            )
         return cls(
-            name=str(raw.get("name") or builtin),
+            name=name,
             source=source,
             builtin=builtin,
             path=root / (path or "."),
@@ -171,6 +181,7 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
     repeated = sorted({column for column in features if features.count(column) > 1})
     if repeated:
         raise ParamsError("ingest.features", f"'{repeated[0]}' is listed more than once")
+    _check_cells(frame, (*features, label), where)
     if image_shape and image_shape[0] * image_shape[1] != len(features):
         raise ParamsError(
             "ingest.image_shape",
@@ -186,6 +197,34 @@ def ingest(params: IngestParams, shown_root: Path | None = None) -> Snapshot:
         features=features,
         image_shape=image_shape,
     )
+
+
+#: Cell values no framework's input takes as one feature (Parquet lists, maps, binary).
+NESTED = (list, tuple, dict, set, np.ndarray, bytes, bytearray)
+
+
+def _check_cells(frame: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
+    """Every cell of a feature or the label holds one number or one text, else one line."""
+    for column in columns:
+        series = frame[column]
+        if series.dtype != object:
+            continue
+        nested = series.map(lambda value: isinstance(value, NESTED))
+        if nested.any():
+            first = int(np.argmax(nested.to_numpy()))
+            value = series.iloc[first]
+            row, source = (
+                frame[sources.SOURCE_ROW].iloc[first],
+                frame[sources.SOURCE_FILE].iloc[first],
+            )
+            raise DataError(
+                where,
+                f"expected one number or text per cell; found {type(value).__name__} "
+                f"{str(value)[:40]!r} in {int(nested.sum())} rows (flatten it into columns "
+                "upstream, or list it in ingest.ignore)",
+                row=f"row {row}" if str(source) == where else f"row {row} of {source}",
+                column=column,
+            )
 
 
 def source_files(params: IngestParams, shown_root: Path | None = None) -> dict[str, str]:

@@ -43,7 +43,7 @@ def test_retrain_trains_on_new_data_only_and_the_gate_moves_the_alias(repo):
     set_params(
         repo,
         ingest={"name": "iris", "source": "landing", "path": "data/landing", "image_shape": None},
-        clean={"schema": "schemas/iris.yaml", "range_margin": 0.2},
+        clean={"range_margin": 0.2},
         train={**SMOKE["train"], "epochs": 2},
         refit={**SMOKE["refit"], "repeats": 1},  # figures without intervals are enough here
         evaluate={"seeds": 1},

@@ -142,7 +142,7 @@ def load_stages(root: Path) -> dict[str, Stage]:
     """Every stage of ``root/dvc.yaml``, ``foreach`` expanded, ``${...}`` substituted.
 
     ``${key}`` and ``${item.field}`` come from a ``foreach`` item, anything else
-    (``${clean.schema}``) from ``root/params.yaml``.
+    (``${ingest.name}``) from ``root/params.yaml``.
     """
     dvc = yaml.safe_load((root / "dvc.yaml").read_text())
     params_file = root / "params.yaml"

@@ -38,7 +38,6 @@ def use_landing(repo: Path) -> Path:
     set_params(
         repo,
         ingest={"name": "tiny", "source": "landing", "path": "data/landing"},
-        clean={"schema": "schemas/tiny.yaml"},
     )
     return repo / "data" / "landing"
 

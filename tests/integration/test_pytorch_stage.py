@@ -117,7 +117,7 @@ def test_a_study_killed_mid_trial_resumes_without_rerunning_finished_trials(trai
     # A bigger budget extends the same study (the budget is not part of its name).
     set_train(repo, trials=3)
     cmd = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["do"]["cmd"]
-    cmd = cmd.replace("${key}", "pytorch").replace("${clean.schema}", "schemas/digits.yaml")
+    cmd = cmd.replace("${key}", "pytorch").replace("${ingest.name}", "digits")
     process = subprocess.Popen(
         shlex.split(cmd),
         cwd=repo,

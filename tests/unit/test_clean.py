@@ -431,7 +431,11 @@ def test_infinite_values_fail_as_not_finite_when_the_schema_has_no_bounds(frame)
     schema = schema_of(frame)
     schema.columns["x2"] = dataclasses.replace(schema.columns["x2"], minimum=None, maximum=None)
     frame.loc[2, "x2"] = -np.inf
-    with pytest.raises(DataError, match="out of range: expected a finite number; found -inf"):
+    with pytest.raises(
+        DataError,
+        match=r"out of range: expected a number within float32's range \(±3.4028235e\+38\); "
+        "found -inf",
+    ):
         run_clean(frame, schema, policies={"out_of_range": "fail"})
 
 
@@ -472,19 +476,51 @@ def test_underscored_number_parses_as_pandera_does(frame):
 # -- numbers of extreme magnitude ------------------------------------------
 
 
-@pytest.mark.parametrize("big", [1e308, -1e308, 1.7e308, 1e200])
-def test_extreme_magnitudes_give_finite_constants(frame, big):
+@pytest.mark.parametrize("big", [3.4e38, -3.4e38, 1e30])
+def test_extreme_magnitudes_within_float32_give_finite_constants(frame, big):
     frame.loc[:9, "x1"] = big
     result = run_clean(frame, schema=schema_of(frame))
     stats = result.preprocessing.to_dict()["stats"]["x1"]
-    assert np.isfinite(stats["mean"]) and np.isfinite(stats["std"])
+    assert np.isfinite(np.float32(stats["mean"])) and np.isfinite(np.float32(stats["std"]))
     assert stats["std"] > 0
     assert result.report["rows"]["quarantined"] == 0
     json.dumps(result.preprocessing.to_dict(), allow_nan=False)  # what the stage writes
 
 
+@pytest.mark.parametrize("big", [1e308, -1e308, 1.7e308, 1e39])
+def test_values_past_float32_are_out_of_range_even_in_the_inferred_schema(frame, big):
+    frame.loc[:3, "x1"] = big
+    result = run_clean(frame, schema=schema_of(frame))
+    assert result.report["checks"]["out_of_range"]["by_column"] == {"x1": 4}
+    assert result.quarantine[SOURCE_ROW].tolist() == [1, 2, 3, 4]
+    assert result.quarantine.loc[0, "_reason"] == (
+        f"out_of_range: x1 expected a number within float32's range (±3.4028235e+38), found {big!r}"
+    )
+
+
+def test_a_value_past_float32_fails_in_one_line_naming_row_column_and_value(frame):
+    schema = schema_of(frame)
+    frame.loc[6, "x2"] = 1e39
+    with pytest.raises(DataError) as err:
+        run_clean(frame, schema, policies={"out_of_range": "fail"})
+    assert str(err.value) == (
+        "data/raw/snapshot.parquet: row 7 of batch.csv: column 'x2': out of range: expected a "
+        "number within float32's range (±3.4028235e+38); found 1e+39 "
+        "(1 row like this; clean.policies.out_of_range is 'fail')"
+    )
+
+
+def test_clipping_a_value_past_float32_stops_at_float32s_limit(frame):
+    schema = schema_of(frame)
+    schema.columns["x1"] = dataclasses.replace(schema.columns["x1"], maximum=1e300)
+    frame.loc[3, "x1"] = 1e308
+    result = run_clean(frame, schema, policies={"out_of_range": "clip"})
+    joined = pd.concat(result.splits.values())
+    assert joined.loc[joined[SOURCE_ROW] == 4, "x1"].iloc[0] == np.finfo(np.float32).max
+
+
 def test_extreme_regression_labels_give_finite_constants(frame):
-    frame["label"] = frame["x1"] * 1e307
+    frame["label"] = frame["x1"] * 3e37
     result = clean(
         raw_of(frame),
         manifest_of(task="regression"),
@@ -494,7 +530,41 @@ def test_extreme_regression_labels_give_finite_constants(frame):
         schema_name="t",
     )
     label = result.preprocessing.to_dict()["label"]
-    assert np.isfinite(label["mean"]) and np.isfinite(label["std"])
+    assert np.isfinite(np.float32(label["mean"])) and np.isfinite(np.float32(label["std"]))
+
+
+def test_a_regression_label_past_float32_drops_its_row(frame):
+    frame["label"] = frame["x1"] * 2.0
+    frame.loc[5, "label"] = 1e300
+    result = clean(
+        raw_of(frame),
+        manifest_of(task="regression"),
+        None,
+        params(policies={"out_of_range": "clip"}),
+        snapshot_name="s",
+        schema_name="t",
+    )
+    assert result.quarantine[SOURCE_ROW].tolist() == [6]
+    assert "label expected a number within float32's range" in result.quarantine.loc[0, "_reason"]
+
+
+def test_standardised_values_past_float32_are_refused_naming_the_row(frame):
+    # Finite float32 values whose train deviation is tiny: (x - mean) / scale overflows.
+    first = run_clean(frame, split={"key": ["x2"]})
+    train = set(first.splits["train"][SOURCE_ROW])
+    frame["x1"] = [1e-40 * (i % 2) if i + 1 in train else 0.0 for i in range(len(frame))]
+    outside = next(i for i in range(len(frame)) if i + 1 not in train)
+    frame.loc[outside, "x1"] = 1.0
+    with pytest.raises(DataError) as err:
+        run_clean(frame, schema_of(frame), split={"key": ["x2"]})
+    assert str(err.value).startswith(
+        f"data/raw/snapshot.parquet: row {outside + 1} of batch.csv: column 'x1': preprocessing: "
+        "expected a standardised value within float32's range; found (1.0 - "
+    )
+    assert str(err.value).endswith(
+        "beyond it (the train split's mean and scale): the column's values span too many "
+        "orders of magnitude"
+    )
 
 
 def test_a_statistic_that_cannot_be_finite_is_refused_naming_the_column(frame):
@@ -504,8 +574,8 @@ def test_a_statistic_that_cannot_be_finite_is_refused_naming_the_column(frame):
     frame.loc[:9, "x2"] = np.inf
     with pytest.raises(
         DataError,
-        match=r"^s: column 'x2': preprocessing: expected a finite mean and standard deviation "
-        r"over the train split; found mean inf, std nan$",
+        match=r"^s: column 'x2': preprocessing: expected a mean and standard deviation within "
+        r"float32's range over the train split; found mean inf, std nan$",
     ):
         clean(
             raw_of(frame),
@@ -598,3 +668,50 @@ def test_numbers_beyond_float_range_written_as_text_are_out_of_range(frame):
     assert result.report["checks"]["out_of_range"]["by_column"] == {"x2": 2}
     assert result.report["checks"]["wrong_type"]["rows"] == 0
     assert sorted(result.quarantine[SOURCE_ROW]) == [5, 6]
+
+
+def test_a_class_with_fewer_rows_than_splits_is_refused_with_its_counts(frame):
+    where = split_of(frame)
+    in_train = np.flatnonzero((where == "train").to_numpy())[:2]
+    frame.loc[in_train, "label"] = 7
+    with pytest.raises(DataError) as err:
+        run_clean(frame, schema=schema_of(frame), **BY_X1)
+    assert str(err.value) == (
+        "data/raw/snapshot.parquet: column 'label': classification: expected at least 3 usable "
+        "rows of every class (one per split); class 7 has 2 (train 2, val 0, test 0; add rows "
+        "of it, or leave it out of the schema's allowed labels)"
+    )
+
+
+def test_a_class_missing_from_val_or_test_is_a_note(frame):
+    where = split_of(frame)
+    in_train = np.flatnonzero((where == "train").to_numpy())[:3]
+    frame.loc[in_train, "label"] = 7
+    result = run_clean(frame, schema=schema_of(frame), **BY_X1)
+    assert (
+        "column 'label': class 7 has 3 rows in train but none in val or test: its per-class "
+        "scores there are missing"
+    ) in result.notes
+    assert result.report["notes"] == list(result.notes)
+
+
+def test_the_removed_clean_schema_key_is_refused_naming_the_new_place():
+    with pytest.raises(ParamsError) as err:
+        CleanParams.from_section({"schema": "schemas/digits.yaml"})
+    assert str(err.value) == (
+        "params.yaml: clean.schema: removed: the schema is now schemas/<ingest.name>.yaml; "
+        "delete the key (and name the schema file after ingest.name)"
+    )
+
+
+def test_the_project_params_pass_clean_and_name_no_schema():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert "schema" not in raw["clean"]
+    assert CleanParams.from_section(raw["clean"]).max_categories == 100
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert "--schema schemas/${ingest.name}.yaml" in stages["clean"]["cmd"]
+    assert "--schema schemas/${ingest.name}.yaml" in stages["train"]["do"]["cmd"]

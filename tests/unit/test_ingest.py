@@ -363,3 +363,48 @@ def test_the_recorded_hash_is_of_the_files_bytes_as_they_are(tmp_path):
 def test_bad_csv_params_name_the_key(raw, message):
     with pytest.raises(ParamsError, match=message):
         IngestParams.from_section(raw)
+
+
+@pytest.mark.parametrize("name", ["my data", "../x", "a/b", "-x"])
+def test_the_name_is_a_file_name_as_it_names_the_schema(name):
+    with pytest.raises(ParamsError) as err:
+        params_for(name=name)
+    assert str(err.value) == (
+        "params.yaml: ingest.name: expected letters, digits, '.', '-' or '_' (the schema is "
+        f"schemas/<ingest.name>.yaml); found {name!r}"
+    )
+    assert params_for(name="penguins-2024_v1.2").name == "penguins-2024_v1.2"
+
+
+def test_booleans_across_batches_stay_true_and_false(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    frame = tiny_frame().assign(member=[True, False, True] * 20)
+    frame.iloc[:30].to_parquet(landing / "a.parquet", index=False)
+    with_gap = frame.iloc[30:].astype({"member": object})
+    with_gap.loc[31, "member"] = None
+    with_gap.to_csv(landing / "b.csv", index=False)
+    snapshot = ingest(params_for(source="landing", path=str(landing)), shown_root=tmp_path)
+    assert set(snapshot.frame["member"].dropna()) == {"True", "False"}
+    assert snapshot.frame["member"].isna().sum() == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "found"),
+    [
+        ([[1, 2], [3]], "found ndarray '[1 2]'"),
+        ([b"\x00\x01", b"ab"], "found bytes \"b'\\\\x00\\\\x01'\""),
+        ([{"a": 1}, {"a": 2}], "found dict \"{'a': 1}\""),
+    ],
+)
+def test_a_column_of_lists_maps_or_bytes_is_refused_naming_it(tmp_path, values, found):
+    # Parquet holds them; no framework takes one as a single feature.
+    frame = tiny_frame(20).assign(nested=values * 10)
+    frame.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError) as err:
+        ingest(params_for(source="file", path=str(tmp_path / "t.parquet")))
+    message = str(err.value)
+    assert "t.parquet: row 1: column 'nested': expected one number or text per cell" in message
+    assert found in message and "in 20 rows" in message and "ingest.ignore" in message
+    # Listed in ingest.ignore, the column is left alone.
+    ingest(params_for(source="file", path=str(tmp_path / "t.parquet"), ignore=["nested"]))

@@ -34,9 +34,16 @@ def test_constants_match_the_train_split():
 
 
 def test_constant_feature_gets_unit_scale():
+    # Kept only as an image's pixel (elsewhere a constant column is not a feature).
     train = tiny_frame(20).assign(x1=3.0)
     schema = infer_schema(
-        train, dataset="t", label="label", task="classification", features=("x1",), range_margin=0
+        train,
+        dataset="t",
+        label="label",
+        task="classification",
+        features=("x1",),
+        range_margin=0,
+        image=True,
     )
     stats = constants(train, schema, impute_values(train, schema), None)["stats"]["x1"]
     assert stats == {"mean": 3.0, "std": 0.0, "scale": 1.0}
