@@ -50,6 +50,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("run", "pipelines.runner", "run the pipeline (dvc repro), the trainers side by side"),
     (
+        "compile-tfx",
+        "pipelines.tfx_compile",
+        "compile the TensorFlow stage's TFX pipeline for Kubeflow Pipelines / Vertex (no run)",
+    ),
+    (
         "retrain",
         "pipelines.retrain",
         "retrain when new data has landed; the gate decides whether the champion moves",

@@ -23,6 +23,12 @@ TRAINER_MODULE = MODULES / "trainer_module" / "trainer.py"
 # process. ``train_tensorflow.beam_args`` are appended, so they can override
 # these (Beam keeps an option's last value) or name another runner.
 DIRECT_RUNNER_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# The Evaluator's baseline: the newest blessed model other than the candidate
+# (``baseline.py``; keeps an unchanged rerun cached), or TFX's own
+# LatestBlessedModelStrategy, the only blessed-model resolver that
+# KubeflowV2DagRunner compiles.
+PREVIOUS_BLESSED = "previous_blessed"
+LATEST_BLESSED = "latest_blessed"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class PipelineConfig:
     transform_code: str = ""
     enable_cache: bool = True
     beam_args: tuple[str, ...] = DIRECT_RUNNER_ARGS
+    baseline: str = PREVIOUS_BLESSED
 
 
 def _eval_config(thresholds: EvalThresholds) -> Any:
@@ -136,12 +143,20 @@ def create_pipeline(config: PipelineConfig) -> Any:
         eval_args=tfx.proto.EvalArgs(splits=["val"]),
         custom_config=config.trainer,
     )
-    resolver = tfx.dsl.Resolver(
-        strategy_class=PreviousBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        candidate=trainer.outputs["model"],
-    ).with_id("previous_blessed_model_resolver")
+    blessed: dict[str, Any] = {
+        "model": tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        "model_blessing": tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    }
+    if config.baseline == LATEST_BLESSED:
+        resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy, **blessed
+        ).with_id("latest_blessed_model_resolver")
+    else:
+        resolver = tfx.dsl.Resolver(
+            strategy_class=PreviousBlessedModelStrategy,
+            candidate=trainer.outputs["model"],
+            **blessed,
+        ).with_id("previous_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

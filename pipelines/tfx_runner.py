@@ -26,6 +26,7 @@ from components.params import flag, number
 from components.training import driver
 from pipelines.tfx_pipeline import (
     DIRECT_RUNNER_ARGS,
+    LATEST_BLESSED,
     TRANSFORM_MODULE,
     EvalThresholds,
     PipelineConfig,
@@ -82,28 +83,8 @@ def run_stage(
     # job in the Trainer's custom_config carries the code's hash instead.
     os.environ.setdefault("UNSUPPORTED_DO_NOT_PACKAGE_USER_MODULES", "1")
     backend.configure(job.runtime)  # threads, before the pipeline runs any op
-    own = TfxParams.from_section(job.own_raw)
-    gate = job.own
-    pipeline_dir = (job.root / own.pipeline_dir).resolve()
+    config = stage_config(job, model_dir, schema)
     model_dir = model_dir.resolve()
-    config = PipelineConfig(
-        name=f"bakeoff-{job.dataset}",
-        root=pipeline_dir / "root",
-        metadata=pipeline_dir / "metadata.sqlite",
-        data_dir=job.data_dir,
-        schema_file=_schema_file(schema, pipeline_dir / "schemas"),
-        push_dir=model_dir,
-        constants=job.constants.to_dict(),
-        trainer={"job": job.to_config()},
-        thresholds=EvalThresholds(
-            task=job.constants.task,
-            bound=gate.min_accuracy if job.constants.classification else gate.max_rmse**2,
-            max_change=own.max_drop,
-        ),
-        transform_code=hashlib.sha256(TRANSFORM_MODULE.read_bytes()).hexdigest()[:16],
-        enable_cache=own.cache,
-        beam_args=DIRECT_RUNNER_ARGS + own.beam_args,
-    )
     model_dir.mkdir(parents=True, exist_ok=True)
     began = int(time.time() * 1000)
     report = run_pipeline(config)
@@ -134,6 +115,59 @@ def run_stage(
             staged.write_json(model_dir / contracts.MODEL_CARD, card.to_dict())
         staged.write_json(metrics_path, metrics.to_dict())
     return metrics
+
+
+def stage_config(job: driver.StageJob, model_dir: Path, schema: Path) -> PipelineConfig:
+    """The pipeline's configuration for a training job: paths, constants, gate, Beam options."""
+    own = TfxParams.from_section(job.own_raw)
+    gate = job.own
+    pipeline_dir = (job.root / own.pipeline_dir).resolve()
+    return PipelineConfig(
+        name=f"bakeoff-{job.dataset}",
+        root=pipeline_dir / "root",
+        metadata=pipeline_dir / "metadata.sqlite",
+        data_dir=job.data_dir,
+        schema_file=_schema_file(schema, pipeline_dir / "schemas"),
+        push_dir=model_dir.resolve(),
+        constants=job.constants.to_dict(),
+        trainer={"job": job.to_config()},
+        thresholds=EvalThresholds(
+            task=job.constants.task,
+            bound=gate.min_accuracy if job.constants.classification else gate.max_rmse**2,
+            max_change=own.max_drop,
+        ),
+        transform_code=hashlib.sha256(TRANSFORM_MODULE.read_bytes()).hexdigest()[:16],
+        enable_cache=own.cache,
+        beam_args=DIRECT_RUNNER_ARGS + own.beam_args,
+    )
+
+
+def compile_kubeflow_v2(job: driver.StageJob, schema: Path, output: Path, image: str) -> Path:
+    """The stage's pipeline compiled by TFX's KubeflowV2DagRunner (Kubeflow Pipelines, Vertex).
+
+    Compiling only: nothing runs and no cluster is reached. ``image`` must hold
+    this project and its locked packages. The spec's paths (data, schema, module
+    files, pipeline root) are this checkout's; a cluster needs them on shared
+    storage, and Vertex takes the pipeline root at submission. The Evaluator's
+    baseline is TFX's LatestBlessedModelStrategy, the one blessed-model
+    resolver V2 compiles.
+    """
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kubeflow
+
+    os.environ.setdefault("UNSUPPORTED_DO_NOT_PACKAGE_USER_MODULES", "1")
+    pipeline_dir = (job.root / TfxParams.from_section(job.own_raw).pipeline_dir).resolve()
+    config = replace(
+        stage_config(job, pipeline_dir / "kubeflow_v2" / "push", schema),
+        baseline=LATEST_BLESSED,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    runner = kubeflow.KubeflowV2DagRunner(
+        config=kubeflow.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=str(output.parent),
+        output_filename=output.name,
+    )
+    runner.run(create_pipeline(config), write_out=True)
+    return output
 
 
 def _schema_file(schema_yaml: Path, folder: Path) -> Path:

@@ -164,3 +164,43 @@ def test_a_model_below_the_threshold_is_not_pushed(trained):
     metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
     assert metrics["blessed"] is False and metrics["pushed"] is False
     assert len([p for p in (repo / "models/tensorflow").iterdir() if p.is_dir()]) == 1
+
+
+def test_the_same_pipeline_compiles_for_kubeflow_pipelines_v2(trained):
+    repo, _ = trained
+    result = run(
+        ["bakeoff", "compile-tfx", "--image", "example.org/bakeoff:test", "--output", "kfp.json"],
+        repo,
+    )
+    assert "Kubeflow Pipelines V2 spec -> kfp.json" in result.stdout
+    spec = json.loads((repo / "kfp.json").read_text())["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    components = {
+        "FileBasedExampleGen",
+        "StatisticsGen",
+        "ImportSchemaGen",
+        "ExampleValidator",
+        "AnomaliesGate",
+        "Transform",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    }
+    assert components <= set(tasks), sorted(tasks)
+    assert any(name.startswith("latest_blessed_model_resolver") for name in tasks)
+    executors = spec["deploymentSpec"]["executors"]
+    images = {one["container"]["image"] for one in executors.values() if "container" in one}
+    assert images == {"example.org/bakeoff:test"}
+
+    def constant(task: str, name: str) -> dict:
+        value = tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+        return json.loads(value["stringValue"])
+
+    # The project's parameters, as the local run has them.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    job = constant("Trainer", "custom_config")["job"]
+    assert job["tuning"]["trials"] == params["train"]["trials"] == 2
+    assert job["tuning"]["epochs"] == params["train"]["epochs"]
+    assert constant("Transform", "custom_config")["constants"]["dataset"] == "digits"
+    change = constant("Evaluator", "eval_config")["metrics_specs"][0]["metrics"][1]["threshold"]
+    assert change["change_threshold"]["absolute"] == -params["train_tensorflow"]["max_drop"]
