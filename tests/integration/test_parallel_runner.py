@@ -53,6 +53,9 @@ Path("data/prep.txt").write_text("prepared\\n")
 """
 
 # Records when it ran and the environment the runner gave it, outside DVC's outputs.
+# With MEET_OTHER set, each item waits until the other has started: overlap by
+# construction, however slowly either process starts, and a runner that runs
+# them one after the other fails the stage instead of passing by luck.
 TRAIN = """\
 import json, os, sys, time
 from pathlib import Path
@@ -62,7 +65,16 @@ start = time.time()
 if os.environ.get("FAIL_ITEM") == item:
     print(f"train {item}: error: told to fail", file=sys.stderr)
     sys.exit(3)
-time.sleep(2.5)
+if os.environ.get("MEET_OTHER"):
+    Path("started").mkdir(exist_ok=True)
+    Path("started", item).touch()
+    other = "b" if item == "a" else "a"
+    while not Path("started", other).exists():
+        if time.time() - start > 300:
+            print(f"train {item}: error: train {other} never ran alongside", file=sys.stderr)
+            sys.exit(4)
+        time.sleep(0.05)
+time.sleep(0.5)
 Path("models", item).mkdir(parents=True, exist_ok=True)
 Path("models", item, "model.txt").write_text(Path("data/prep.txt").read_text() + item)
 Path("times").mkdir(exist_ok=True)
@@ -109,10 +121,14 @@ def _no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same device plan on every machine: no GPUs, so the CPU threads are split.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("FAIL_ITEM", raising=False)
+    monkeypatch.delenv("MEET_OTHER", raising=False)
 
 
-def test_training_stages_overlap_and_the_graph_ends_up_to_date(tmp_path: Path):
+def test_training_stages_overlap_and_the_graph_ends_up_to_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     repo = _pipeline(tmp_path / "repo")
+    monkeypatch.setenv("MEET_OTHER", "1")
 
     result = _bakeoff_run(repo)
 

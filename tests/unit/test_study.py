@@ -223,13 +223,20 @@ def test_a_pruned_trial_run_ends_finished_and_the_parent_stays_open(tmp_path):
     assert mlflow.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
-def _slow_fit(trial, hyper, spec):
-    # Module level, so worker processes can receive it; slow enough for both to get trials.
+def _meeting_fit(trial, hyper, spec):
+    # Module level, so worker processes can receive it. Each trial waits until both
+    # workers have one running: both get trials by construction, however slowly the
+    # second process starts (a fixed sleep let the first spend the budget alone).
     import os
     import time
 
     trial.set_user_attr("pid", os.getpid())
-    time.sleep(0.3)
+    meeting = Path(os.environ["MEETING_DIR"])
+    (meeting / str(os.getpid())).touch()
+    deadline = time.monotonic() + 300
+    while len(list(meeting.iterdir())) < 2:
+        assert time.monotonic() < deadline, "the second worker never started a trial"
+        time.sleep(0.05)
     return TrialResult(value=hyper.learning_rate, epochs=1, model_path=Path(f"m{trial.number}"))
 
 
@@ -239,9 +246,15 @@ def test_worker_processes_share_one_study_and_its_budget(tmp_path, monkeypatch):
     experiment = mlflow.get_experiment_by_name("tiny")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment.experiment_id)
+    (tmp_path / "meeting").mkdir()
+    monkeypatch.setenv("MEETING_DIR", str(tmp_path / "meeting"))
     with mlflow.start_run() as parent:
         outcome = run_study(
-            plan(tmp_path), tuning(trials=6), _slow_fit, workers=2, parent_run_id=parent.info.run_id
+            plan(tmp_path),
+            tuning(trials=6),
+            _meeting_fit,
+            workers=2,
+            parent_run_id=parent.info.run_id,
         )
     trials = outcome.study.trials
     numbers = [t.number for t in trials]
