@@ -18,6 +18,7 @@ from components.contracts import SPLITS
 
 MODULES = Path(tf_branch.__file__).parent
 TRANSFORM_MODULE = MODULES / "transform_module" / "preprocessing.py"
+TRANSFORM_FN = "components.backends.tensorflow.transform_module.preprocessing.preprocessing_fn"
 TRAINER_MODULE = MODULES / "trainer_module" / "trainer.py"
 # The data components' Beam options on one machine: the DirectRunner, in this
 # process. ``train_tensorflow.beam_args`` are appended, so they can override
@@ -129,7 +130,11 @@ def create_pipeline(config: PipelineConfig) -> Any:
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        module_file=str(TRANSFORM_MODULE),
+        # By import path, not module_file: with UNSUPPORTED_DO_NOT_PACKAGE_USER_MODULES
+        # TFX loads a module_file as 'user_module_0', a name Beam workers in other
+        # processes (multi_processing, a portable runner) cannot import; the project
+        # is installed in their environment. The code's hash keeps the cache honest.
+        preprocessing_fn=TRANSFORM_FN,
         custom_config={"constants": config.constants, "code": config.transform_code},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=list(SPLITS)),
     )

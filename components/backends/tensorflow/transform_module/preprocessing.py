@@ -6,8 +6,9 @@ and no TFT analyzers: the statistics were computed once, from the train split,
 for both frameworks. The output ``inputs`` is laid out exactly as
 ``components.training.features.encode`` lays it out; a test compares them.
 
-This file sits alone in its folder because TFX packages every module next to a
-``module_file`` into the component's cache key.
+Transform names it by import path (``pipelines.tfx_pipeline.TRANSFORM_FN``), so
+Beam workers in other processes import it as any module of the project; the
+hash of this file in ``custom_config`` keeps TFX's cache key honest.
 """
 
 from __future__ import annotations
