@@ -11,6 +11,7 @@ from typing import Any
 
 from components.contracts import (
     RegistryRecord,
+    ServingLayout,
     load_comparison,
     load_constants,
     load_export_manifest,
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
     from components.contracts import load_parity
     from components.evaluate.models import competitor
     from components.register import core
-    from components.training.features import raw_matrix, targets
+    from components.training.features import targets
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     root = Path.cwd()
@@ -106,9 +107,10 @@ def run(args: argparse.Namespace) -> None:
     ).info.run_id
     try:
         with mlflow.start_run(run_id=run_id):
-            example = raw_matrix(test.head(5), constants)
             model = chosen.backend.loggable(chosen.card, chosen.folder, constants)
-            logged = tracking.log_model(chosen.backend, model, example, constants.feature_order)
+            rows = test.head(5)[list(chosen.card.columns)]
+            layout = ServingLayout.of_card(chosen.card)
+            logged = tracking.log_named_model(chosen.backend, model, rows, layout)
             mlflow.log_artifact(str(onnx_file), core.ONNX_PATH)
             mlflow.log_artifact(str(exports / "manifest.json"), core.ONNX_PATH)
             for report in (args.comparison, args.parity):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.contracts import Constants, internal_names
+from components.contracts import Constants, ServingLayout, internal_names
 from components.errors import BakeoffError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -119,7 +119,7 @@ def feature_order(constants: Constants) -> list[str]:
     return constants.feature_order
 
 
-def raw_matrix(frame: pd.DataFrame, constants: Constants) -> np.ndarray:
+def raw_matrix(frame: pd.DataFrame, constants: Constants | ServingLayout) -> np.ndarray:
     """A table of raw feature values as the serving input matrix (float32)."""
     columns = [frame[name].to_numpy(dtype=np.float64) for name in constants.numeric]
     for name in constants.categorical:

@@ -205,3 +205,45 @@ def log_model(backend: Any, model: Any, example: Any, columns: list[str]) -> Any
             "input_note": "numeric as is (NaN for a gap); categorical as vocabulary position",
         },
     )
+
+
+def log_named_model(backend: Any, model: Any, rows: Any, layout: Any) -> Any:
+    """Log ``model`` wrapped to take ``rows``' columns by name (``named.NamedInputs``); its info.
+
+    ``rows`` (a few raw test rows, the users' column names) are the input
+    example and give the column signature; ``layout`` (a ``ServingLayout``)
+    turns them into the serving matrix inside the model.
+    """
+    import importlib
+    import json
+    import tempfile
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    import components
+    from components.training.features import raw_matrix
+    from components.training.named import NamedInputs
+
+    flavour = importlib.import_module(backend.mlflow_flavour)
+    matrix = raw_matrix(rows, layout)
+    output = backend.predict(model, matrix)
+    with tempfile.TemporaryDirectory() as folder:
+        native, described = Path(folder) / "native", Path(folder) / "layout.json"
+        flavour.save_model(
+            model,
+            str(native),
+            signature=infer_signature(matrix, output),
+            input_example=matrix,
+            pip_requirements=backend.requirements(),
+        )
+        described.write_text(json.dumps(layout.to_dict()))
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=NamedInputs(),
+            artifacts={"native": str(native), "layout": str(described)},
+            code_paths=[str(Path(components.__file__).parent)],
+            signature=infer_signature(rows, output),
+            input_example=rows,
+            pip_requirements=backend.requirements(),
+        )

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from components.contracts import load_constants
-from components.training.features import raw_matrix
 from tests.conftest import SMOKE, run, set_params, stage_env
 
 pytestmark = pytest.mark.slow
@@ -130,6 +129,15 @@ def check_verdict(repo) -> None:
     assert champion.tags["bakeoff.optuna_study"] and champion.tags["bakeoff.training_run"]
     assert "Gate: promoted" in champion.description
 
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    try:
+        info = mlflow.models.get_model_info(f"models:/{record['model_name']}@champion")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    columns = load_constants(repo / "data" / "clean" / "preprocessing.json").feature_order
+    assert info.signature.inputs.input_names() == columns
+
     # `mlflow models serve` answers a real prediction request for the champion.
     port = free_port()
     env = stage_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"}
@@ -154,11 +162,11 @@ def check_verdict(repo) -> None:
         start_new_session=True,
     )
     try:
-        rows = raw_matrix(
-            pd.read_parquet(repo / "data" / "clean" / "test.parquet").head(4),
-            load_constants(repo / "data" / "clean" / "preprocessing.json"),
-        )
-        body = json.dumps({"inputs": rows.tolist()}).encode()
+        # The registered model takes the users' columns by name, raw values as in the data.
+        columns = load_constants(repo / "data" / "clean" / "preprocessing.json").feature_order
+        rows = pd.read_parquet(repo / "data" / "clean" / "test.parquet").head(4)[columns]
+        body = json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records"))})
+        body = body.encode()
         deadline = time.monotonic() + 180
         while True:
             try:

@@ -100,8 +100,29 @@ def test_a_messy_table_runs_end_to_end_under_its_own_names(tmp_path):
         assert manifest["input"]["columns"] == constants.feature_order
         assert set(manifest["input"]["internal_names"]) == set(constants.feature_order)
 
+    check_the_registered_model_takes_the_original_names(repo, constants)
     check_tf_examples_use_the_original_names(repo, constants)
     check_serve_answers_the_original_names(repo, constants)
+
+
+def check_the_registered_model_takes_the_original_names(repo, constants) -> None:
+    """The MLflow signature and input example name the users' columns; predict takes them."""
+    import mlflow
+
+    record = json.loads((repo / "reports/registry.json").read_text())
+    uri = f"models:/{record['model_name']}/{record['version']}"
+    test = pd.read_parquet(repo / "data/clean/test.parquet").head(6)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    try:
+        info = mlflow.models.get_model_info(uri)
+        answer = np.asarray(mlflow.pyfunc.load_model(uri).predict(test[constants.feature_order]))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert info.signature.inputs.input_names() == constants.feature_order
+    assert info.saved_input_example_info is not None
+    assert answer.shape == (6, len(constants.label.classes))
+    np.testing.assert_allclose(answer.sum(axis=1), 1.0, atol=1e-4)
 
 
 def check_tf_examples_use_the_original_names(repo, constants) -> None:
