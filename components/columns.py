@@ -33,7 +33,7 @@ DATE_SAMPLE = 1000
 ISO_DATE = (
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s?(?:Z|[+-]\d{2}:?\d{2}))?)?"
 )
-GAPS = "constant (every row is a gap)"
+GAPS = "every row is a gap"
 
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
@@ -116,24 +116,38 @@ def _float_or_nan(value: Any) -> float:
         return float("nan")
 
 
+def within_float32(value: float) -> float:
+    """``value``, or float32's largest magnitude where it lies beyond (every model's input)."""
+    return min(max(value, -FLOAT32_MAX), FLOAT32_MAX)
+
+
+def constant(values: pd.Series, number: bool) -> str | None:
+    """Why a column holds no information ("every value is 5", "every row is a gap"), or None."""
+    present = values.dropna()
+    if present.empty:
+        return GAPS
+    # By its extremes, or against its first value: a million values need no hashing to tell.
+    first = present.iloc[0]
+    if (present.min() == present.max()) if number else bool((present == first).all()):
+        shown = as_text(present.iloc[:1]).iloc[0]
+        return f"every value is {shown if number else repr(shown)}"
+    return None
+
+
 def not_a_feature(series: pd.Series, kind: str) -> str | None:
     """Why a column of the given kind should not be a feature (a short phrase), or None."""
     if pd.api.types.is_datetime64_any_dtype(series):
         stamps = series.dropna()
-        return _dates(str(stamps.iloc[0])) if len(stamps) else GAPS
+        return _dates(str(stamps.iloc[0])) if len(stamps) else f"constant ({GAPS})"
     number = kind == NUMBER
     values = as_number(series) if number else as_text(series)
-    present = values.dropna()
-    if present.empty:
-        return GAPS
+    same = constant(values, number)
+    if same is not None:
+        return f"constant ({same})"
     if number:
-        # By its extremes: a million floats need no hashing to tell.
-        if present.min() == present.max():
-            return f"constant (every value is {as_text(present.iloc[:1]).iloc[0]})"
         return _counter(values)
+    present = values.dropna()
     distinct = present.nunique()
-    if distinct == 1:
-        return f"constant (every value is {present.iloc[0]!r})"
     sample = present.iloc[:: max(1, len(present) // DATE_SAMPLE)]
     dated = sample[sample.str.fullmatch(ISO_DATE)]
     parsed = pd.to_datetime(dated, errors="coerce", utc=True).notna()

@@ -489,7 +489,7 @@ def _clippable(schema: DataSchema) -> dict[str, bool]:
 def _clip_bounds(spec: ColumnSchema) -> tuple[float | None, float | None]:
     # The schema's bounds, and no further than float32's range (every model's input).
     def bounded(bound: float | None) -> float | None:
-        return None if bound is None else min(max(bound, -kinds.FLOAT32_MAX), kinds.FLOAT32_MAX)
+        return None if bound is None else kinds.within_float32(bound)
 
     return bounded(spec.minimum), bounded(spec.maximum)
 

@@ -79,13 +79,9 @@ def constant_features(train: pd.DataFrame, schema: DataSchema) -> dict[str, str]
     """The features with at most one value in the (not yet imputed) train split, with why."""
     found = {}
     for name in schema.features:
-        present = train[name].dropna()
-        if present.empty:
-            found[name] = "every row is a gap"
-        elif present.nunique() == 1:
-            shown = kinds.as_text(present.iloc[:1]).iloc[0]
-            number = schema.columns[name].kind == kinds.NUMBER
-            found[name] = f"every value is {shown if number else repr(shown)}"
+        why = kinds.constant(train[name], schema.columns[name].kind == kinds.NUMBER)
+        if why is not None:
+            found[name] = why
     return found
 
 

@@ -126,20 +126,18 @@ def infer_schema(
         if len(values):
             # Every model takes float32, so no range reaches past its largest value:
             # a value beyond it is out of range (clean's out_of_range policy).
-            smallest, largest = (_float32(float(v)) for v in (values.min(), values.max()))
+            smallest, largest = (
+                kinds.within_float32(float(v)) for v in (values.min(), values.max())
+            )
             # No margin adds nothing (an overflowing span times 0 would be NaN).
             span = (largest - smallest) * range_margin if range_margin else 0.0
-            low = _plain(_float32(smallest - span))
-            high = _plain(_float32(largest + span))
+            low = _plain(kinds.within_float32(smallest - span))
+            high = _plain(kinds.within_float32(largest + span))
         columns[name] = ColumnSchema(kinds.NUMBER, minimum=low, maximum=high)
     kept = tuple(name for name in features if name not in ignored)
     return DataSchema(
         dataset, task, label, kept, columns, tuple(sorted(key or (*kept, label))), ignored
     )
-
-
-def _float32(value: float) -> float:
-    return min(max(value, -kinds.FLOAT32_MAX), kinds.FLOAT32_MAX)
 
 
 def _plain(value: float) -> int | float:
