@@ -34,6 +34,8 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 
 
+#: How the serving matrix holds raw values (export manifests, MLflow model metadata).
+SERVING_MATRIX_NOTE = "numeric as is (NaN for a gap); categorical as vocabulary position"
 #: How long an internal name may grow before it is cut (and told apart by its hash).
 SAFE_NAME_LENGTH = 48
 
@@ -725,7 +727,7 @@ class ServingLayout:
                 "columns": list(self.columns),
                 "categorical": {name: list(v) for name, v in self.vocabularies.items()},
                 "internal_names": dict(self.internal_names),
-                "note": "numeric as is (NaN for a gap); categorical as vocabulary position",
+                "note": SERVING_MATRIX_NOTE,
             },
             "output": output,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from components.ingest.core import IngestParams
 from components.params import load_params
 
 
@@ -37,8 +38,8 @@ def run(args: argparse.Namespace) -> None:
     from components.training import driver
     from pipelines.tfx_runner import compile_kubeflow_v2
 
-    ingest = load_params(args.params).get("ingest") or {}
-    schema = Path(args.schema or f"schemas/{ingest.get('name') or ingest.get('builtin')}.yaml")
+    ingest = IngestParams.from_section(load_params(args.params).get("ingest") or {})
+    schema = Path(args.schema or f"schemas/{ingest.name}.yaml")
     job = driver.prepare(
         "tensorflow", args.params, Path(args.data_dir), Path(args.preprocessing), Path.cwd()
     )

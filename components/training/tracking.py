@@ -179,31 +179,41 @@ def trial_run(
     mlflow.end_run("FINISHED")
 
 
-def log_model(backend: Any, model: Any, example: Any, columns: list[str]) -> Any:
-    """Log a serving model (serving matrix in) to the active run as ``model``; its model info.
-
-    The one place models reach MLflow: each backend names its MLflow flavour
-    and requirements, and answers the example for the signature. The model
-    takes one float32 matrix (the flavours for a ``tf.Module`` take arrays
-    only), so the signature is a tensor's; the MLmodel's metadata names its
-    columns, in order, by the users' own column names.
-    """
+def _native(backend: Any, model: Any, matrix: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """The backend's MLflow flavour, the model's answer on ``matrix``, and what both logs pass."""
     import importlib
 
     from mlflow.models import infer_signature
 
-    flavour = importlib.import_module(backend.mlflow_flavour)
-    output = backend.predict(model, example)
+    output = backend.predict(model, matrix)
+    return (
+        importlib.import_module(backend.mlflow_flavour),
+        output,
+        {
+            "signature": infer_signature(matrix, output),
+            "input_example": matrix,
+            "pip_requirements": backend.requirements(),
+        },
+    )
+
+
+def log_model(backend: Any, model: Any, example: Any, columns: list[str]) -> Any:
+    """Log a serving model (serving matrix in) to the active run as ``model``; its model info.
+
+    The one place models reach MLflow in their native flavour: each backend
+    names its MLflow flavour and requirements, and answers the example for the
+    signature. The model takes one float32 matrix (the flavours for a
+    ``tf.Module`` take arrays only), so the signature is a tensor's; the
+    MLmodel's metadata names its columns, in order, by the users' own names.
+    """
+    from components.contracts import SERVING_MATRIX_NOTE
+
+    flavour, _, native = _native(backend, model, example)
     return flavour.log_model(
         model,
         name="model",
-        signature=infer_signature(example, output),
-        input_example=example,
-        pip_requirements=backend.requirements(),
-        metadata={
-            "input_columns": list(columns),
-            "input_note": "numeric as is (NaN for a gap); categorical as vocabulary position",
-        },
+        metadata={"input_columns": list(columns), "input_note": SERVING_MATRIX_NOTE},
+        **native,
     )
 
 
@@ -214,7 +224,6 @@ def log_named_model(backend: Any, model: Any, rows: Any, layout: Any) -> Any:
     example and give the column signature; ``layout`` (a ``ServingLayout``)
     turns them into the serving matrix inside the model.
     """
-    import importlib
     import json
     import tempfile
 
@@ -225,23 +234,15 @@ def log_named_model(backend: Any, model: Any, rows: Any, layout: Any) -> Any:
     from components.training.features import raw_matrix
     from components.training.named import NamedInputs
 
-    flavour = importlib.import_module(backend.mlflow_flavour)
-    matrix = raw_matrix(rows, layout)
-    output = backend.predict(model, matrix)
+    flavour, output, native = _native(backend, model, raw_matrix(rows, layout))
     with tempfile.TemporaryDirectory() as folder:
-        native, described = Path(folder) / "native", Path(folder) / "layout.json"
-        flavour.save_model(
-            model,
-            str(native),
-            signature=infer_signature(matrix, output),
-            input_example=matrix,
-            pip_requirements=backend.requirements(),
-        )
+        inner, described = Path(folder) / "native", Path(folder) / "layout.json"
+        flavour.save_model(model, str(inner), **native)
         described.write_text(json.dumps(layout.to_dict()))
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=NamedInputs(),
-            artifacts={"native": str(native), "layout": str(described)},
+            artifacts={"native": str(inner), "layout": str(described)},
             code_paths=[str(Path(components.__file__).parent)],
             signature=infer_signature(rows, output),
             input_example=rows,
