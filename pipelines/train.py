@@ -49,4 +49,5 @@ def run(args: argparse.Namespace) -> None:
     metrics = orchestrator.run_stage(
         job, backend, Path(args.model_dir), Path(args.metrics), Path(args.schema)
     )
-    print(driver.describe(metrics))
+    if metrics is not None:  # None: other processes of the stage (DDP's rank 0) wrote them
+        print(driver.describe(metrics))

@@ -10,9 +10,10 @@ framework's name belongs in that framework's backend, nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,10 @@ Call = Callable[[np.ndarray], np.ndarray]
 IN_PROCESS = "in_process"
 TFX = "tfx"
 EAGER = "native_eager"  # the export stage's name for the native model called eagerly
+#: What a process does in its training stage (``Backend.processes``): trains alone, leads
+#: the processes that train each trial together, follows the leader's trials, or only
+#: started the processes that run the stage.
+ALONE, LEADER, FOLLOWER, LAUNCHER = "alone", "leader", "follower", "launcher"
 #: The CPU threads each trainer may use when ``bakeoff run`` runs several side by side.
 CPU_SHARE_VARIABLE = "BAKEOFF_CPU_THREADS"
 
@@ -213,10 +218,22 @@ class Backend(Protocol):
         """Apply the runtime settings to this process; describe the runtime as the framework reports it."""
         ...
 
+    def processes(self, own: Mapping[str, Any]) -> contextlib.AbstractContextManager[str]:
+        """Start or join the processes each trial trains on (``train_<framework>``); this one's part.
+
+        ALONE for one process; LAUNCHER when this process started the others,
+        which run the stage; LEADER or FOLLOWER inside them.
+        """
+        ...
+
     def fit_trial(
         self, trial: Any, hyper: Any, spec: Any, data: SplitArrays, settings: FitSettings
     ) -> Any:
         """Train one Optuna trial's model; keep its best epoch; return a ``TrialResult``."""
+        ...
+
+    def follow(self, data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:
+        """A FOLLOWER's part: fit every trial the leader announces (``spec`` from its draw); how many."""
         ...
 
     def load_best(self, path: Path, spec: Any, hyper: Any, constants: Constants) -> Any:
@@ -264,6 +281,17 @@ class Backend(Protocol):
     def limit_threads(self, threads: int) -> None:
         """Cap the framework's inference threads in this process (for fair latency figures)."""
         ...
+
+
+@contextlib.contextmanager
+def one_process(own: Mapping[str, Any]) -> Iterator[str]:
+    """``Backend.processes`` for a backend whose trials train in one process."""
+    yield ALONE
+
+
+def no_followers(data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:
+    """``Backend.follow`` for a backend whose trials train in one process: never called."""
+    raise NotImplementedError("this backend trains each trial in one process")
 
 
 #: Rows per call when a model answers a whole split.

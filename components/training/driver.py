@@ -22,6 +22,8 @@ import pandas as pd
 
 from components import contracts
 from components.backends.base import (
+    FOLLOWER,
+    LAUNCHER,
     Backend,
     FitSettings,
     RuntimeSettings,
@@ -238,16 +240,7 @@ def train(
         data=job.data_hash,
         study=plan.name,
     ).info.run_id
-    settings = FitSettings(
-        task=constants.task,
-        metric=plan.metric,
-        epochs=tuning.epochs,
-        patience=tuning.patience,
-        seed=tuning.seed,
-        trial_dir=plan.trial_dir,
-        target=features.target_scale(constants),
-        runtime=job.runtime,
-    )
+    settings = fit_settings(job)
     fit = partial(backend.fit_trial, data=data, settings=settings)
     test_frame = pd.read_parquet(job.data_dir / "test.parquet")
     try:
@@ -342,6 +335,20 @@ def train(
     return Trained(metrics, card)
 
 
+def fit_settings(job: StageJob) -> FitSettings:
+    """What every trial's fit of the job needs besides its draw and data."""
+    return FitSettings(
+        task=job.constants.task,
+        metric=job.plan.metric,
+        epochs=job.tuning.epochs,
+        patience=job.tuning.patience,
+        seed=job.tuning.seed,
+        trial_dir=job.plan.trial_dir,
+        target=features.target_scale(job.constants),
+        runtime=job.runtime,
+    )
+
+
 def _save(
     backend: Backend,
     network: Any,
@@ -360,15 +367,26 @@ def _save(
 
 def run_stage(
     job: StageJob, backend: Backend, model_dir: Path, metrics_path: Path, schema: Path
-) -> TrainingMetrics:
+) -> TrainingMetrics | None:
     """The whole stage in this process: encode the splits, train, write the metrics file.
 
+    When the backend trains each trial on several processes, this process may
+    only start them (they run the stage; None), or follow the leading one's
+    trials (None: the leader writes the outputs).
     (``schema`` is for orchestrators that validate the data themselves, as TFX does.)
     """
-    began, started = int(time.time() * 1000), time.perf_counter()
-    data = encoded_splits(job.data_dir, job.constants)
-    load_seconds = time.perf_counter() - started
-    trained = train(job, backend, data, model_dir)
+    with backend.processes(job.own_raw) as part:
+        if part == LAUNCHER:
+            return None
+        began, started = int(time.time() * 1000), time.perf_counter()
+        data = encoded_splits(job.data_dir, job.constants)
+        load_seconds = time.perf_counter() - started
+        if part == FOLLOWER:
+            backend.configure(job.runtime)
+            settings = replace(fit_settings(job), log_to_mlflow=False)
+            backend.follow(data, settings, lambda hyper: job.plan.model_spec(hyper))
+            return None
+        trained = train(job, backend, data, model_dir)
     metrics = replace(
         trained.metrics,
         component_seconds={"load": round(load_seconds, 2), **trained.metrics.component_seconds},

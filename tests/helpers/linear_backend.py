@@ -29,6 +29,8 @@ from components.backends.base import (
     Bundle,
     Loaded,
     RuntimeSettings,
+    no_followers,
+    one_process,
     onnx_runtime,
     size_on_disk,
 )
@@ -171,6 +173,10 @@ class LinearBackend:
             f"{self.name}'s {card.artifact} in numpy",
             runtime_names={"onnx": "ONNX Runtime (CPU)", EAGER: "numpy"},
         )
+
+    # Trials train in one process each (for TensorFlow, the Trainer's; see README).
+    processes = staticmethod(one_process)
+    follow = staticmethod(no_followers)
 
     def limit_threads(self, threads: int) -> None:
         """Remembered only: numpy's BLAS pool cannot change once loaded."""

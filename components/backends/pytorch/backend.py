@@ -5,14 +5,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from components.backends.base import (
+    ALONE,
     EAGER,
+    FOLLOWER,
     IN_PROCESS,
+    LAUNCHER,
+    LEADER,
     Bundle,
     FitSettings,
     Loaded,
@@ -23,6 +30,7 @@ from components.backends.base import (
     size_on_disk,
 )
 from components.contracts import Constants, ModelCard
+from components.errors import BakeoffError
 
 MODEL_FILE = "model.pt2"
 CHECKPOINT = "best.ckpt"
@@ -45,10 +53,57 @@ class PytorchBackend:
         self.device: Any = None
         self._module: Any = None  # the data module of the arrays last fitted on
         self._arrays: SplitArrays | None = None
+        self._group: Any = None  # the DDP group this process trains in (``processes``)
+        self._topology: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Optuna worker processes receive the backend; they build their own data module.
         return {**self.__dict__, "_module": None, "_arrays": None}
+
+    @contextlib.contextmanager
+    def processes(self, own: Mapping[str, Any]) -> Iterator[str]:
+        """Lightning's DDP on ``train_pytorch.devices`` x ``num_nodes`` processes, or this one alone.
+
+        Outside a launched group, this process starts the group on this host
+        and the stage runs there (LAUNCHER); inside, it joins the process group.
+        """
+        import torch
+
+        from components.backends.pytorch import ddp
+
+        topology = ddp.Topology.from_section(own)
+        if topology.world == 1:
+            yield ALONE
+            return
+        rank = ddp.Rank.from_environment()
+        if rank is None:
+            ddp.launch(topology, sys.argv[1:])  # the stage's own command, on each process
+            yield LAUNCHER
+            return
+        if rank.world != topology.world:
+            raise BakeoffError(
+                f"train_pytorch: devices x num_nodes is {topology.world} but torchrun started "
+                f"{rank.world} processes; give torchrun --nproc_per_node={topology.devices} "
+                f"--nnodes={topology.num_nodes}"
+            )
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+        self._topology = topology
+        with ddp.joined(rank, accelerator) as group:
+            self._group = group
+            try:
+                yield LEADER if rank.leads else FOLLOWER
+            finally:
+                self._group = None
+
+    def follow(self, data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:
+        """Fit each trial rank 0 announces, on this rank's share of its batches."""
+        from components.training.search import Hyperparams
+
+        def fit(trial: Any) -> Any:
+            hyper = Hyperparams(**trial.params)  # rank 0's draw, broadcast
+            return self.fit_trial(trial, hyper, spec(hyper), data, settings)
+
+        return int(self._group.follow(fit))
 
     def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
         """OpenMP's pool size, which torch (and NumPy) read at import."""
@@ -65,9 +120,11 @@ class PytorchBackend:
         # trial's Trainer; the stage prints its own summary instead.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         threads = runtime.threads
-        if runtime.workers > 1 and not threads:
-            threads = available_cpus()  # to be shared out between the workers
-        per_worker = max(1, threads // runtime.workers) if threads else 0
+        # Optuna workers, or DDP's processes on this host, share its CPU threads.
+        sharing = self._group.rank.local_world if self._group is not None else runtime.workers
+        if sharing > 1 and not threads:
+            threads = available_cpus()  # to be shared out between the processes
+        per_worker = max(1, threads // sharing) if threads else 0
         if runtime.inter_op_threads and torch.get_num_interop_threads() != runtime.inter_op_threads:
             # torch allows it once, before any inter-op work; the record says what it kept.
             with contextlib.suppress(RuntimeError):
@@ -83,6 +140,7 @@ class PytorchBackend:
             "intra_op_threads": torch.get_num_threads(),
             "inter_op_threads": torch.get_num_interop_threads(),
             "workers": runtime.workers,
+            "ddp_processes": self._topology.world if self._group is not None else 1,
             "onednn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
             "compile": "torch.compile (inductor)" if runtime.compile else "none",
             "matmul_precision": torch.get_float32_matmul_precision(),
@@ -104,6 +162,12 @@ class PytorchBackend:
         device = self.device or Device.detect(
             settings.runtime.mixed_precision, settings.runtime.threads, settings.runtime.compile
         )
+        if self._group is not None:  # every rank fits rank 0's trial
+            device = replace(
+                device, devices=self._topology.devices, num_nodes=self._topology.num_nodes
+            )
+            if self._group.rank.leads:
+                trial = self._group.shared_trial(trial)
         return fit_trial(trial, hyper, spec, data=self._module, settings=settings, device=device)
 
     def load_best(self, path: Path, spec: Any, hyper: Any, constants: Constants) -> Any:

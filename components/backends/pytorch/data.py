@@ -23,7 +23,7 @@ EVAL_BATCH = 1024
 CHUNK_ROWS = 4096
 
 
-class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class _Rows(Dataset[tuple[torch.Tensor, ...]]):
     """In-memory tensors indexed by a whole batch of positions at once.
 
     Fetching a batch as one tensor index (not one row at a time then
@@ -36,7 +36,10 @@ class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, rows: Any) -> tuple[torch.Tensor, ...]:
+        if isinstance(rows, tuple):  # a rank's share of a global mini-batch, and that batch's size
+            share, size = rows
+            return self.x[share], self.y[share], torch.tensor(size)
         return self.x[rows], self.y[rows]
 
 
@@ -59,6 +62,25 @@ class _Chunks(Sampler[torch.Tensor]):
         yield from torch.randperm(self.rows, generator=self.generator).split(self.chunk)
 
 
+class _Shares(Sampler[tuple[torch.Tensor, int]]):
+    """DDP: the permutation every rank draws alike, cut into global mini-batches; this rank's share of each.
+
+    Rank ``r`` of ``w`` takes the ``r``-th of ``w`` near-equal parts of each
+    batch, so the ranks together see the batches one process would.
+    """
+
+    def __init__(self, rows: int, batch: int, seed: int, rank: int, world: int) -> None:
+        self.rows, self.batch, self.rank, self.world = rows, batch, rank, world
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        for batch in torch.randperm(self.rows, generator=self.generator).split(self.batch):
+            yield batch.tensor_split(self.world)[self.rank], len(batch)
+
+
 class SplitDataModule(pl.LightningDataModule):
     """The train/val/test splits as model inputs and targets, in memory.
 
@@ -66,10 +88,17 @@ class SplitDataModule(pl.LightningDataModule):
     a study reuses them; ``batch_size`` and ``seed`` are set per trial.
     """
 
-    def __init__(self, arrays: SplitArrays, batch_size: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self,
+        arrays: SplitArrays,
+        batch_size: int = 64,
+        seed: int = 0,
+        share: tuple[int, int] = (0, 1),
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.seed = seed
+        self.share = share  # (rank, world): DDP ranks train on their share of each mini-batch
         self.arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {
             "train": (arrays.x_train, arrays.y_train),
             "val": (arrays.x_val, arrays.y_val),
@@ -84,6 +113,11 @@ class SplitDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader[Any]:
         """Shuffled chunks of whole mini-batches, in an order fixed by ``seed``."""
         rows = _Rows(*self.tensors("train"))
+        rank, world = self.share
+        if world > 1:
+            # One Lightning step per mini-batch: DDP reduces the gradients of one backward per step.
+            shares = _Shares(len(rows), self.batch_size, self.seed, rank, world)
+            return DataLoader(rows, batch_size=None, sampler=shares)
         chunks = _Chunks(len(rows), chunk_rows(self.batch_size), self.seed)
         return DataLoader(rows, batch_size=None, sampler=chunks)
 

@@ -31,6 +31,13 @@ class Device:
     precision: str = "32-true"
     threads: int = 0  # torch's intra-op CPU threads; 0: torch decides
     compiled: bool = False  # torch.compile the network's forward
+    devices: int = 1  # DDP: processes (CPU) or GPUs per host (``train_pytorch.devices``)
+    num_nodes: int = 1  # DDP: hosts
+
+    @property
+    def distributed(self) -> bool:
+        """Several processes train each trial (Lightning's DDP strategy)."""
+        return self.devices * self.num_nodes > 1
 
     @classmethod
     def detect(cls, mixed_precision: bool, threads: int = 0, compiled: bool = False) -> Device:
@@ -54,6 +61,27 @@ class _Epochs(pl.Callback):
         # validation, as the Keras branch's does.
         named = {name: float(value) for name, value in trainer.callback_metrics.items()}
         if self.epochs.end(named, trainer.current_epoch):
+            trainer.should_stop = True
+
+
+class _SharedPruning(pl.Callback):
+    """DDP's pruning: rank 0 reports each epoch and decides; every rank stops at that epoch.
+
+    The trial is Optuna's ``TorchDistributedTrial``, whose ``report`` and
+    ``should_prune`` are collectives that carry rank 0's decision to all.
+    """
+
+    def __init__(self, trial: Any, monitor: str) -> None:
+        self.trial, self.monitor = trial, monitor
+        self.pruned_at: int | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        self.trial.report(float(value), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            self.pruned_at = trainer.current_epoch
             trainer.should_stop = True
 
 
@@ -90,11 +118,25 @@ def trainer_for(
 
     bakeoff logs each epoch to MLflow itself (``_Epochs``); Lightning's own
     logger and progress bar would cost more per step than a small MLP's step.
+    A distributed device trains with Lightning's DDP strategy on the process
+    group the stage joined (``components.backends.pytorch.ddp``); the data
+    module shards the training batches itself, so Lightning's sampler stays out.
     """
+    distributed: dict[str, Any] = {}
+    if device.distributed:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        distributed = {
+            "strategy": DDPStrategy(
+                process_group_backend="nccl" if device.accelerator == "gpu" else "gloo"
+            ),
+            "num_nodes": device.num_nodes,
+            "use_distributed_sampler": False,
+        }
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=device.accelerator,
-        devices=1,
+        devices=device.devices,
         precision=device.precision,  # type: ignore[arg-type]
         logger=False,
         enable_progress_bar=False,
@@ -102,6 +144,7 @@ def trainer_for(
         enable_checkpointing=False,  # _BestEpoch keeps the best epoch instead
         num_sanity_val_steps=0,
         callbacks=callbacks,
+        **distributed,
     )
 
 
@@ -114,7 +157,11 @@ def fit_trial(
     settings: FitSettings,
     device: Device,
 ) -> TrialResult:
-    """Train one trial's model; keep its best epoch as a Lightning checkpoint; return the value."""
+    """Train one trial's model; keep its best epoch as a Lightning checkpoint; return the value.
+
+    On a distributed device every rank calls this with the same ``trial``
+    (Optuna's ``TorchDistributedTrial``); only rank 0 writes the checkpoint.
+    """
     from optuna_integration import PyTorchLightningPruningCallback
 
     if device.threads:
@@ -122,6 +169,10 @@ def fit_trial(
     seed = settings.seed + trial.number
     pl.seed_everything(seed, verbose=False)
     data.batch_size, data.seed = hyper.batch_size, seed
+    if device.distributed:
+        import torch.distributed as dist
+
+        data.share = (dist.get_rank(), dist.get_world_size())
     module = TrialModule(
         build_network(spec, settings.task, settings.target),
         hyper,
@@ -130,17 +181,23 @@ def fit_trial(
     )
     maximise = search.direction(settings.metric) == "maximize"
     folder = settings.trial_dir / f"trial-{trial.number:04d}"
-    # A trial interrupted earlier left a partial folder; this trial starts clean.
-    shutil.rmtree(folder, ignore_errors=True)
+    if data.share[0] == 0:
+        # A trial interrupted earlier left a partial folder; this trial starts clean.
+        shutil.rmtree(folder, ignore_errors=True)
     log = EpochLog(settings.log_to_mlflow)
     best = _BestEpoch(folder / "best.ckpt", settings.metric, "max" if maximise else "min")
+    pruning: pl.Callback = (
+        _SharedPruning(trial, settings.metric)
+        if device.distributed
+        else PyTorchLightningPruningCallback(trial, monitor=settings.metric)
+    )
     trainer = trainer_for(
         epochs=settings.epochs,
         device=device,
         callbacks=[
             _Epochs(log),
             best,
-            PyTorchLightningPruningCallback(trial, monitor=settings.metric),
+            pruning,
             pl.callbacks.EarlyStopping(
                 monitor=settings.metric,
                 mode="max" if maximise else "min",
@@ -151,6 +208,8 @@ def fit_trial(
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
     fit_seconds = time.perf_counter() - started
+    if isinstance(pruning, _SharedPruning) and pruning.pruned_at is not None:
+        raise optuna.TrialPruned(f"Trial was pruned at epoch {pruning.pruned_at}.")
     losses = log.check(trial.number)
     return TrialResult(
         value=log.best(settings.metric, maximise),

@@ -136,16 +136,19 @@ class TrialModule(pl.LightningModule):
         """Logits (classification) or values (regression) for preprocessed inputs."""
         return self._compiled(x) if self._compiled is not None else self.network(x)
 
-    def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, output: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         if self.task == "classification":
-            return nn.functional.cross_entropy(output.float(), y)
-        return nn.functional.mse_loss(output.float(), y)
+            return nn.functional.cross_entropy(output.float(), y, reduction=reduction)
+        return nn.functional.mse_loss(output.float(), y, reduction=reduction)
 
     def _add(self, name: str, value: torch.Tensor) -> None:
         self._sums[name] = self._sums[name] + value if name in self._sums else value
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         """One optimisation step per mini-batch of the chunk; sums the loss for ``train/loss``."""
+        if len(batch) == 3:
+            self._shared_step(*batch)
+            return
         x, y = batch
         wrapped = self.optimizers()
         assert isinstance(wrapped, pl.core.optimizer.LightningOptimizer)
@@ -167,6 +170,23 @@ class TrialModule(pl.LightningModule):
         self._add("train/loss", total)
         self._add("train/count", torch.tensor(len(y), device=x.device))
 
+    def _shared_step(self, x: torch.Tensor, y: torch.Tensor, size: torch.Tensor) -> None:
+        """DDP: this rank's share of one mini-batch of ``size`` rows, one step.
+
+        The share's summed loss times ``world / size``, averaged over the ranks
+        by DDP, is the whole batch's mean loss: the same gradient as one process,
+        whatever the shares' sizes (an empty share adds zero). Every rank steps,
+        through ``manual_backward``, which lets DDP reduce the gradients.
+        """
+        optimizer = self.optimizers()
+        assert isinstance(optimizer, pl.core.optimizer.LightningOptimizer)
+        optimizer.zero_grad()
+        summed = self._loss(self(x), y, reduction="sum")
+        self.manual_backward(summed * (self.trainer.world_size / float(size)))
+        optimizer.step()
+        self._add("train/loss", summed.detach())
+        self._add("train/count", torch.tensor(len(y), device=x.device))
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Accumulate ``val/loss`` and ``val/accuracy`` (or ``val/rmse``) over the epoch."""
         x, y = batch
@@ -185,8 +205,13 @@ class TrialModule(pl.LightningModule):
         epoch, and callbacks' ``on_train_epoch_end`` run before the module's.
         """
         metrics = {}
+        shared = self.trainer.world_size > 1
         if "train/count" in self._sums:
-            metrics["train/loss"] = self._sums.pop("train/loss") / self._sums.pop("train/count")
+            loss, count = self._sums.pop("train/loss"), self._sums.pop("train/count")
+            if shared:  # each rank summed its shares; the epoch's loss is over every row
+                loss = self.trainer.strategy.reduce(loss, reduce_op="sum")
+                count = self.trainer.strategy.reduce(count, reduce_op="sum")
+            metrics["train/loss"] = loss / count
         if "val/count" in self._sums:
             count = self._sums.pop("val/count").float()
             metrics["val/loss"] = self._sums.pop("val/loss") / count
@@ -194,7 +219,9 @@ class TrialModule(pl.LightningModule):
                 metrics["val/accuracy"] = self._sums.pop("val/correct").float() / count
             else:
                 metrics["val/rmse"] = torch.sqrt(self._sums.pop("val/squared") / count)
-        self.log_dict(metrics)
+        # Every rank validates the whole split, so the values agree already;
+        # sync_dist (a mean of equal values) only keeps Lightning from warning.
+        self.log_dict(metrics, sync_dist=shared)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """The trial's optimiser; weight decay means what it means in the Keras branch.

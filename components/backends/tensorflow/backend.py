@@ -17,6 +17,8 @@ from components.backends.base import (
     RuntimeSettings,
     SplitArrays,
     batched,
+    no_followers,
+    one_process,
     onnx_runtime,
     size_on_disk,
 )
@@ -208,6 +210,10 @@ class TensorflowBackend:
             self.load(card, folder, constants).call,
             f"TFX SavedModel {card.artifact} (serving_raw)",
         )
+
+    # Trials train in one process each (for TensorFlow, the Trainer's; see README).
+    processes = staticmethod(one_process)
+    follow = staticmethod(no_followers)
 
     def limit_threads(self, threads: int) -> None:
         """TensorFlow's intra- and inter-op thread pools (before it runs anything)."""

@@ -1,0 +1,148 @@
+"""The PyTorch stage on two CPU processes: Lightning's DDP strategy over gloo, launched by torch's elastic agent.
+
+One process and two give the same parameters at the same global batch; a
+whole stage on two processes leaves one model and one set of Optuna and MLflow
+records; a process killed mid-study fails the stage with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from tests.conftest import ROOT, run, smoke_repository, stage_env
+
+pytestmark = pytest.mark.slow
+
+TWO_PROCESSES = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node=2",
+]
+
+
+def test_two_processes_take_the_steps_one_process_takes(tmp_path):
+    steps = ["-m", "tests.helpers.ddp_steps", str(tmp_path)]
+    for command in ([sys.executable, *steps], [*TWO_PROCESSES, *steps]):
+        result = subprocess.run(command, cwd=ROOT, env=stage_env(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    initial = np.load(tmp_path / "initial.npz")
+    for case in ("one_step-sgd", "one_step-adam", "one_epoch-sgd", "one_epoch-adam"):
+        single, *ranks = (
+            np.load(tmp_path / f"{case}-{who}.npz") for who in ("single", "rank0", "rank1")
+        )
+        for name in single:
+            # The steps moved the parameters, the same way on one process and on two.
+            assert np.abs(single[name] - initial[name]).max() > 1e-3, (case, name)
+            for rank in ranks:
+                np.testing.assert_allclose(rank[name], single[name], atol=1e-5, err_msg=case)
+
+
+@pytest.fixture(scope="module")
+def two_process_stage(tmp_path_factory):
+    repo = smoke_repository(
+        tmp_path_factory.mktemp("ddp"),
+        train={"trials": 2, "epochs": 2, "architecture": "mlp", "pruner": "none"},
+        train_pytorch={"devices": 2},
+    )
+    result = run(["dvc", "repro", "train@pytorch"], repo)
+    return repo, result
+
+
+def test_a_study_on_two_processes_is_recorded_once(two_process_stage):
+    import mlflow
+
+    from components.training import tracking
+
+    repo, result = two_process_stage
+    metrics = json.loads((repo / "metrics/pytorch.json").read_text())
+    assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
+    assert metrics["runtime"]["applied"]["ddp_processes"] == 2
+    assert (repo / "models/pytorch/model.pt2").is_file()
+    storage = f"sqlite:///{repo / 'optuna' / 'studies.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.n_trials == 2
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trial_runs = [r for r in runs if tracking.TAG_TRIAL in r.data.tags]
+    parents = [r for r in runs if r.info.run_id == metrics["mlflow_run_id"]]
+    assert len(trial_runs) == 2 and len(parents) == 1
+    # Each epoch logged once, by rank 0.
+    history = client.get_metric_history(trial_runs[0].info.run_id, "val/accuracy")
+    assert len(history) == 2
+    # The summary is printed once, by rank 0.
+    assert result.stdout.count("train@pytorch:") == 1
+
+
+def _rank_one(parent: int) -> int | None:
+    """The pid of the launched process with LOCAL_RANK=1 under ``parent``, once it exists."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if b"LOCAL_RANK=1" in environ and f"{parent}" in _ancestors(status):
+            return int(entry.name)
+    return None
+
+
+def _ancestors(status: str) -> set[str]:
+    found: set[str] = set()
+    ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+    while ppid not in ("0", "1") and ppid not in found:
+        found.add(ppid)
+        try:
+            text = Path(f"/proc/{ppid}/status").read_text()
+        except OSError:
+            break
+        ppid = next(line.split()[1] for line in text.splitlines() if line.startswith("PPid:"))
+    return found
+
+
+def test_a_killed_process_fails_the_stage_with_one_line(tmp_path):
+    repo = smoke_repository(
+        tmp_path,
+        train={"trials": 2, "epochs": 200, "patience": 200, "architecture": "mlp"},
+        train_pytorch={"devices": 2},
+    )
+    run(["dvc", "repro", "clean"], repo)
+    stage = subprocess.Popen(
+        [
+            *(str(Path(sys.executable).parent / "bakeoff"), "train", "--framework", "pytorch"),
+            *("--data-dir", "data/clean", "--preprocessing", "data/clean/preprocessing.json"),
+            *("--schema", "schemas/digits.yaml", "--model-dir", "models/pytorch"),
+            *("--metrics", "metrics/pytorch.json"),
+        ],
+        cwd=repo,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None and time.monotonic() < deadline and stage.poll() is None:
+        victim = _rank_one(stage.pid)
+        time.sleep(0.5)
+    assert victim is not None, "rank 1 never started"
+    time.sleep(5)  # inside the study by now; the kill is a failure at any point anyway
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = stage.communicate(timeout=120)
+    assert stage.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("bakeoff train: error: train@pytorch: DDP process rank 1 of 2 failed")
+    assert not (repo / "models/pytorch/model.pt2").exists()
