@@ -111,6 +111,30 @@ def test_parquet_executor_keeps_zeros():
     assert feature["missing"].WhichOneof("kind") is None
 
 
+def test_row_groups_encode_to_the_per_row_examples(tmp_path):
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    from components.backends.tensorflow.parquet_executor import to_example, to_examples
+
+    frame = pd.DataFrame(
+        {
+            "x": [0.0, 1.5, np.nan, -2.25],
+            "n": [0, 3, -1, 7],
+            "flag": [True, False, True, False],
+            "s": ["", "a", None, "é"],
+            "small": pd.array([1, None, 3, 0], dtype="Int8"),
+            "kind": pd.Categorical(["b", "a", "b", None]),
+        }
+    )
+    frame.to_parquet(tmp_path / "t.parquet")
+    table = pq.read_table(tmp_path / "t.parquet")
+    encoded = [tf.train.Example.FromString(serialized) for serialized in to_examples(table)]
+    assert encoded == [to_example(row) for row in table.to_pylist()]
+    assert encoded[2].features.feature["x"].WhichOneof("kind") is None  # a gap stays missing
+    assert to_examples(table.slice(0, 0)) == []
+
+
 def test_encode_layout():
     constants = Constants.from_dict(
         {

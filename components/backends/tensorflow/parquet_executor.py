@@ -1,9 +1,15 @@
-"""A Parquet ExampleGen executor that keeps zeros.
+"""A Parquet ExampleGen executor that keeps zeros and encodes whole row groups at once.
 
 TFX 1.16's ``parquet_executor`` converts rows with ``dict_to_example``, which
 writes an empty feature for any falsy value: every 0, 0.0 and '' becomes
-missing (every blank pixel of the digits, every label 0). Here only None or
-an empty list is missing.
+missing (every blank pixel of the digits, every label 0). Here only None
+(a null) is missing.
+
+It also converts one row at a time in Python, the cost that grew with the
+table. Here Beam reads each Parquet row group as an Arrow table and
+``tfx_bsl``'s C++ encoder (``RecordBatchToExamples``) turns every row of it
+into a serialized ``tf.train.Example`` at once: the same features as
+:func:`to_example`'s, which stays as the per-row reference.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import tensorflow as tf
 from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.types import standard_component_specs
@@ -47,22 +54,57 @@ def to_example(row: dict[str, Any]) -> tf.train.Example:
     )
 
 
+def to_examples(table: pa.Table) -> list[bytes]:
+    """Every row of an Arrow table as a serialized tf.train.Example, encoded in C++."""
+    from tfx_bsl.coders.example_coder import RecordBatchToExamples
+
+    if not table.num_rows:
+        return []
+    columns = [
+        _one_value_lists(column.combine_chunks(), name)
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    ]
+    return list(RecordBatchToExamples(pa.RecordBatch.from_arrays(columns, table.column_names)))
+
+
+def _one_value_lists(values: pa.Array, name: str) -> pa.Array:
+    """A column as the list arrays the encoder takes: one value per row, a null stays missing."""
+    if pa.types.is_dictionary(values.type):  # a pandas category column
+        values = values.dictionary_decode()
+    kind = values.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return values  # already a value list per row
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind):
+        values = values.cast(pa.int64())
+    elif pa.types.is_floating(kind):
+        values = values.cast(pa.float32())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values = values.cast(pa.binary())
+    elif not pa.types.is_binary(kind):
+        raise TypeError(f"column {name!r}: a Parquet {kind} has no tf.train.Feature")
+    present = values.is_valid()
+    offsets = np.concatenate([[0], np.cumsum(present.to_numpy(zero_copy_only=False))])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets.astype(np.int32)), values.drop_null(), mask=pa.compute.invert(present)
+    )
+
+
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _parquet_to_example(
     pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
 ) -> Any:
     pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
     return (
         pipeline
-        | "ReadFromParquet" >> beam.io.ReadFromParquet(pattern)
-        | "ToTFExample" >> beam.Map(to_example)
+        | "ReadFromParquet" >> beam.io.ReadFromParquetBatched(pattern)
+        | "ToTFExamples" >> beam.FlatMap(to_examples)
     )
 
 
 class Executor(parquet_executor.Executor):
-    """Drop-in for ``parquet_executor.Executor`` that keeps zero values."""
+    """Drop-in for ``parquet_executor.Executor`` that keeps zero values, encoding row groups in C++."""
 
     def GetInputSourceToExamplePTransform(self) -> Any:
         """The Beam transform reading one split's Parquet files into examples."""
