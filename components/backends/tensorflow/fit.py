@@ -1,17 +1,24 @@
 """One Optuna trial of the Keras model, on preprocessed arrays.
 
 Called through the backend by the training driver, inside the TFX Trainer's
-``run_fn``, with the Transform output loaded once into memory.
+``run_fn``, with the Transform output loaded once into memory. The model is
+built under the process's ``tf.distribute`` strategy (``distributed``): with
+``TF_CONFIG`` naming several workers, every worker runs this same fit on the
+same arrays, ``batch_size`` stays the global batch, and Keras hands each worker
+its share of every batch.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from components.backends.base import FitSettings, SplitArrays
+from components.backends.tensorflow.distributed import strategy_from_environment
 from components.backends.tensorflow.model import build_model, keras
 from components.training import search
 from components.training.epochs import EpochLog
@@ -36,10 +43,24 @@ def compile_model(
 ) -> Any:
     """Build and compile the model of one trial (``jit_compile``: XLA-compiled steps).
 
+    Built under this process's strategy (:func:`strategy_from_environment`), so
+    that ``fit`` trains it on every replica; with the default strategy, as before.
+
     Weight decay means the same in both frameworks: ``adamw`` decays decoupled
     (Keras AdamW = torch AdamW); ``adam`` and ``sgd`` add ``weight_decay * w`` to
     the gradient as torch does, which in Keras is an L2 penalty of ``wd / 2``.
     """
+    with strategy_from_environment().scope():
+        return _compiled(spec, hyper, task, target, jit_compile)
+
+
+def _compiled(
+    spec: ModelSpec,
+    hyper: Hyperparams,
+    task: str,
+    target: tuple[float, float] | None,
+    jit_compile: bool,
+) -> Any:
     k = keras()
     coupled = hyper.weight_decay if hyper.optimizer in ("adam", "sgd") else 0.0
     model = build_model(spec, task, l2=coupled / 2, target=target)
@@ -77,9 +98,15 @@ def fit_trial(
     data: SplitArrays,
     settings: FitSettings,
 ) -> TrialResult:
-    """Train one trial's model with pruning and early stopping; save it; return its best value."""
+    """Train one trial's model with pruning and early stopping; save it; return its best value.
+
+    Under several workers, only the chief logs to MLflow and keeps the model
+    file; the others save theirs (saving takes part in collectives) to a
+    throwaway folder, as Keras' multi-worker guide advises.
+    """
     from optuna_integration.tfkeras import TFKerasPruningCallback
 
+    chief = strategy_from_environment().extended.should_checkpoint  # before any other op
     k = keras()
     k.utils.set_random_seed(settings.seed + trial.number)
     model = compile_model(
@@ -87,7 +114,7 @@ def fit_trial(
     )
     monitor = keras_metric(settings.metric)
     maximise = search.direction(settings.metric) == "maximize"
-    log = EpochLog(settings.log_to_mlflow)
+    log = EpochLog(settings.log_to_mlflow and chief)
 
     class _Epochs(k.callbacks.Callback):  # type: ignore[name-defined]
         """Feeds each epoch's ``split/metric`` values to the shared :class:`EpochLog`."""
@@ -121,9 +148,13 @@ def fit_trial(
     )
     fit_seconds = time.perf_counter() - started
     losses = log.check(trial.number)
-    settings.trial_dir.mkdir(parents=True, exist_ok=True)
     path = settings.trial_dir / f"trial-{trial.number:04d}.keras"
-    model.save(path)
+    if chief:
+        settings.trial_dir.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bakeoff-worker-") as throwaway:
+            model.save(Path(throwaway) / path.name)
     return TrialResult(
         value=log.best(settings.metric, maximise),
         epochs=len(losses),
