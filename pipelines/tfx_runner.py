@@ -18,6 +18,8 @@ from typing import Any
 
 from components import contracts
 from components.backends.base import Backend
+from components.backends.tensorflow import stage
+from components.backends.tensorflow.stage import METRICS_FILE
 from components.clean.schema import load_schema
 from components.contracts import TrainingMetrics
 from components.errors import BakeoffError, ParamsError
@@ -34,7 +36,6 @@ from pipelines.tfx_pipeline import (
 )
 
 #: The Trainer's metrics file in its ModelRun artifact (``trainer_module/trainer.py``).
-METRICS_FILE = "training.json"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def run_stage(
 ) -> TrainingMetrics:
     """Build and run the pipeline; write the stage's metrics and model card."""
     import mlflow
+
+    stage.devices(job.own_raw)  # checked before the data components run
 
     # TFX would build and pip-install a wheel of each module file per execution
     # (~3 s each, four per run) to put the module's hash in the cache key. The

@@ -20,6 +20,7 @@ import optuna
 import pytest
 
 from tests.conftest import ROOT, run, smoke_repository, stage_env
+from tests.helpers.processes import descendant_with
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def test_a_study_on_two_processes_is_recorded_once(two_process_stage):
     repo, result = two_process_stage
     metrics = json.loads((repo / "metrics/pytorch.json").read_text())
     assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
-    assert metrics["runtime"]["applied"]["ddp_processes"] == 2
+    assert metrics["runtime"]["applied"]["processes_per_trial"] == 2
     assert (repo / "models/pytorch/model.pt2").is_file()
     storage = f"sqlite:///{repo / 'optuna' / 'studies.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
@@ -83,34 +84,6 @@ def test_a_study_on_two_processes_is_recorded_once(two_process_stage):
     assert len(history) == 2
     # The summary is printed once, by rank 0.
     assert result.stdout.count("train@pytorch:") == 1
-
-
-def _rank_one(parent: int) -> int | None:
-    """The pid of the launched process with LOCAL_RANK=1 under ``parent``, once it exists."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        if b"LOCAL_RANK=1" in environ and f"{parent}" in _ancestors(status):
-            return int(entry.name)
-    return None
-
-
-def _ancestors(status: str) -> set[str]:
-    found: set[str] = set()
-    ppid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
-    while ppid not in ("0", "1") and ppid not in found:
-        found.add(ppid)
-        try:
-            text = Path(f"/proc/{ppid}/status").read_text()
-        except OSError:
-            break
-        ppid = next(line.split()[1] for line in text.splitlines() if line.startswith("PPid:"))
-    return found
 
 
 def test_a_killed_process_fails_the_stage_with_one_line(tmp_path):
@@ -136,7 +109,7 @@ def test_a_killed_process_fails_the_stage_with_one_line(tmp_path):
     deadline = time.monotonic() + 120
     victim = None
     while victim is None and time.monotonic() < deadline and stage.poll() is None:
-        victim = _rank_one(stage.pid)
+        victim = descendant_with(stage.pid, b"LOCAL_RANK=1\0")
         time.sleep(0.5)
     assert victim is not None, "rank 1 never started"
     time.sleep(5)  # inside the study by now; the kill is a failure at any point anyway

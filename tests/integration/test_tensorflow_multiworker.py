@@ -8,11 +8,16 @@ takes the same step on the same 64 rows from the same weights: every weight
 must agree within 1e-5. The step is plain SGD, so a worker that averaged only
 its own half would be off by far more (checked against a step on 32 rows).
 Then both workers run the stage's own fit (``fit_once``) for one epoch: only
-the chief keeps a model file.
+the chief keeps a model file. Last, the whole TensorFlow stage with
+``train_tensorflow.devices: 2``: the Trainer's study on two workers is recorded
+once, and a worker killed mid-study fails the stage with one line.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +28,8 @@ import pytest
 
 from components.backends.tensorflow.distributed import local_cluster, run_local_workers
 from components.errors import BakeoffError
-from tests.conftest import ROOT, stage_env
+from tests.conftest import ROOT, run, set_params, smoke_repository, stage_env
+from tests.helpers.processes import descendant_with
 
 pytestmark = pytest.mark.slow
 
@@ -170,3 +176,69 @@ def test_a_strategy_after_other_tensorflow_ops_fails_with_one_line(tmp_path: Pat
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("TF_CONFIG: 2 workers, but this process ran TensorFlow before")
     assert last.endswith("call strategy_from_environment first")
+
+
+@pytest.fixture(scope="module")
+def two_worker_stage(tmp_path_factory):
+    """``train@tensorflow`` with ``devices: 2``: the TFX pipeline, its Trainer on two workers."""
+    repo = smoke_repository(
+        tmp_path_factory.mktemp("tf-workers"),
+        train={"trials": 2, "epochs": 2, "architecture": "mlp", "pruner": "none"},
+        train_tensorflow={"devices": 2},
+    )
+    return repo, run(["dvc", "repro", "train@tensorflow"], repo)
+
+
+def test_a_study_on_two_workers_is_recorded_once(two_worker_stage) -> None:
+    import mlflow
+    import optuna
+
+    from components.training import tracking
+
+    repo, result = two_worker_stage
+    metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
+    assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
+    assert metrics["runtime"]["applied"]["processes_per_trial"] == 2
+    assert (repo / "models/tensorflow/model.json").is_file()
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{repo / 'optuna' / 'studies.db'}")
+    assert summary.n_trials == 2
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trials = [r for r in runs if tracking.TAG_TRIAL in r.data.tags]
+    assert len(trials) == 2
+    assert len(client.get_metric_history(trials[0].info.run_id, "val/accuracy")) == 2
+    assert result.stdout.count("train@tensorflow:") == 1
+
+
+def test_a_killed_worker_fails_the_stage_with_one_line(two_worker_stage) -> None:
+    """Worker 1 killed mid-study: the launcher stops worker 0, the stage ends with one line."""
+    repo, _ = two_worker_stage
+    set_params(repo, train={"trials": 4, "epochs": 200, "patience": 200})  # the Trainer reruns
+    before = (repo / "metrics/tensorflow.json").read_text()
+    stage = subprocess.Popen(
+        [
+            *(str(Path(sys.executable).parent / "bakeoff"), "train", "--framework", "tensorflow"),
+            *("--data-dir", "data/clean", "--preprocessing", "data/clean/preprocessing.json"),
+            *("--schema", "schemas/digits.yaml", "--model-dir", "models/tensorflow"),
+            *("--metrics", "metrics/tensorflow.json"),
+        ],
+        cwd=repo,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline, victim = time.monotonic() + 300, None
+    while victim is None and time.monotonic() < deadline and stage.poll() is None:
+        victim = descendant_with(stage.pid, b'"task": {"type": "worker", "index": 1}')
+        time.sleep(0.5)
+    assert victim is not None, "worker 1 never started"
+    time.sleep(5)  # joined and training by now; a kill at any point is a failure anyway
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = stage.communicate(timeout=300)
+    assert stage.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        "bakeoff train: error: train@tensorflow: worker 1 of 2 was killed by signal 9; "
+        "the other workers were stopped"
+    )
+    assert (repo / "metrics/tensorflow.json").read_text() == before  # the last good outputs

@@ -140,7 +140,7 @@ class PytorchBackend:
             "intra_op_threads": torch.get_num_threads(),
             "inter_op_threads": torch.get_num_interop_threads(),
             "workers": runtime.workers,
-            "ddp_processes": self._topology.world if self._group is not None else 1,
+            "processes_per_trial": self._topology.world if self._group is not None else 1,
             "onednn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
             "compile": "torch.compile (inductor)" if runtime.compile else "none",
             "matmul_precision": torch.get_float32_matmul_precision(),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from components.backends.base import (
+    ALONE,
     EAGER,
+    FOLLOWER,
+    LEADER,
     TFX,
     Bundle,
     FitSettings,
@@ -17,8 +22,6 @@ from components.backends.base import (
     RuntimeSettings,
     SplitArrays,
     batched,
-    no_followers,
-    one_process,
     onnx_runtime,
     size_on_disk,
 )
@@ -39,6 +42,9 @@ def environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+_TRIAL, _DONE = "trial", "done"  # the chief's announcements to the other workers
+
+
 class TensorflowBackend:
     """TensorFlow/Keras (see the Protocol in ``components.backends.base``).
 
@@ -52,6 +58,8 @@ class TensorflowBackend:
 
     def __init__(self, transform: Any = None) -> None:
         self.transform = transform
+        self._chief = False  # leads several workers (``processes``)
+        self._workers = 1
 
     def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
         """oneDNN, the thread pools' sizes and GPU memory growth: TensorFlow reads them at import."""
@@ -102,17 +110,63 @@ class TensorflowBackend:
             "inter_op_threads": threading.get_inter_op_parallelism_threads(),
             "onednn": _onednn_enabled(),
             "compile": "XLA jit_compile" if runtime.compile else "none",
+            "processes_per_trial": self._workers,  # MultiWorkerMirroredStrategy's workers
             "matmul_precision": "high (TF32 where the GPU has it)"
             if tf.config.experimental.tensor_float_32_execution_enabled()
             else "highest",
         }
 
+    @contextlib.contextmanager
+    def processes(self, own: Mapping[str, Any]) -> Iterator[str]:
+        """This process's part in the cluster ``TF_CONFIG`` names (one process: ALONE).
+
+        The workers are started by the stage (``stage.run``, from ``run_fn``)
+        or, on several hosts, by whoever sets their ``TF_CONFIG``; the chief
+        leads and, at the end, tells the others the study is done.
+        """
+        from components.backends.tensorflow import distributed
+
+        layout = distributed.cluster(os.environ.get(distributed.TF_CONFIG))
+        if layout.workers == 1:
+            yield ALONE
+            return
+        self._chief = layout.chief
+        self._workers = layout.workers
+        yield LEADER if layout.chief else FOLLOWER
+        if layout.chief:
+            distributed.broadcast(_DONE)
+
+    def follow(self, data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:
+        """Fit each trial the chief announces, as one worker of the strategy."""
+        import optuna
+
+        from components.backends.tensorflow import distributed
+        from components.training.search import Hyperparams
+        from components.training.study import Diverged
+
+        followed = 0
+        while distributed.broadcast(None) == _TRIAL:
+            trial = distributed.SharedTrial(None)
+            hyper = Hyperparams(**trial.params)  # the chief's draw
+            with contextlib.suppress(optuna.TrialPruned, Diverged):
+                self.fit_trial(trial, hyper, spec(hyper), data, settings)
+            followed += 1
+        return followed
+
     def fit_trial(
         self, trial: Any, hyper: Any, spec: Any, data: SplitArrays, settings: FitSettings
     ) -> Any:
-        """One Keras fit with pruning and early stopping; the best epoch's model saved."""
+        """One Keras fit with pruning and early stopping; the best epoch's model saved.
+
+        The chief of several workers first announces the trial; every worker
+        then fits it with the chief's draw and pruning decisions.
+        """
+        from components.backends.tensorflow import distributed
         from components.backends.tensorflow.fit import fit_trial
 
+        if self._chief and not isinstance(trial, distributed.SharedTrial):
+            distributed.broadcast(_TRIAL)
+            trial = distributed.SharedTrial(trial)
         return fit_trial(trial, hyper, spec, data=data, settings=settings)
 
     def load_best(self, path: Path, spec: Any, hyper: Any, constants: Constants) -> Any:
@@ -210,10 +264,6 @@ class TensorflowBackend:
             self.load(card, folder, constants).call,
             f"TFX SavedModel {card.artifact} (serving_raw)",
         )
-
-    # Trials train in one process each (for TensorFlow, the Trainer's; see README).
-    processes = staticmethod(one_process)
-    follow = staticmethod(no_followers)
 
     def limit_threads(self, threads: int) -> None:
         """TensorFlow's intra- and inter-op thread pools (before it runs anything)."""

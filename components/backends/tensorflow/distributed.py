@@ -162,11 +162,13 @@ def run_local_workers(
     timeout: float,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    show_chief: bool = False,
 ) -> list[str]:
     """Run ``command`` once per ``TF_CONFIG`` and return each worker's standard output.
 
     A worker that fails stops the others, and so does the ``timeout``: either
-    raises one line naming the worker and its last words. (Left alone, a worker
+    raises one line naming the worker and its last words. ``show_chief``: worker
+    0 writes to this process's output as it goes (its output is then not returned). (Left alone, a worker
     whose peer never joined waits for TensorFlow's registration timeout, and one
     whose peer died mid-run fails after the heartbeat timeout, about 10 s.)
     """
@@ -175,15 +177,16 @@ def run_local_workers(
         logs = [(Path(folder) / f"{i}.out", Path(folder) / f"{i}.err") for i in range(len(configs))]
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            for (out, err), config in zip(logs, configs, strict=True):
+            for index, ((out, err), config) in enumerate(zip(logs, configs, strict=True)):
+                shown = show_chief and index == 0
                 with out.open("w") as stdout, err.open("w") as stderr:
                     processes.append(
                         subprocess.Popen(
                             list(command),
                             env={**base, TF_CONFIG: config},
                             cwd=cwd,
-                            stdout=stdout,
-                            stderr=stderr,
+                            stdout=None if shown else stdout,
+                            stderr=None if shown else stderr,
                             stdin=subprocess.DEVNULL,
                         )
                     )
@@ -192,9 +195,15 @@ def run_local_workers(
                 codes = [process.poll() for process in processes]
                 failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
                 if failed:
+                    first, code = failed[0], codes[failed[0]]
+                    if code is not None and code < 0:  # its last words predate the signal
+                        raise BakeoffError(
+                            f"worker {first} of {len(codes)} was killed by signal {-code}"
+                        )
+                    shown = show_chief and first == 0
+                    words = "its error is above" if shown else _last_line(logs[first][1])
                     raise BakeoffError(
-                        f"worker {failed[0]} of {len(codes)} exited with status "
-                        f"{codes[failed[0]]}: {_last_line(logs[failed[0]][1])}"
+                        f"worker {first} of {len(codes)} exited with status {code}: {words}"
                     )
                 if all(code == 0 for code in codes):
                     return [out.read_text() for out, _ in logs]
@@ -213,3 +222,56 @@ def run_local_workers(
 def _last_line(path: Path) -> str:
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no output"
+
+
+def broadcast(value: Any) -> Any:
+    """The chief's ``value`` on every worker, through the strategy's own collective all-reduce.
+
+    The chief contributes its pickled bytes, the others zeros, and a sum
+    leaves the chief's bytes everywhere (first their length, then the bytes).
+    With one process there is nothing to send.
+    """
+    import pickle
+
+    import numpy as np
+    import tensorflow as tf
+
+    strategy = strategy_from_environment()
+    if strategy.num_replicas_in_sync == 1:
+        return value
+    chief = cluster(os.environ.get(TF_CONFIG)).chief
+    payload = np.frombuffer(pickle.dumps(value), np.uint8).astype(np.int32)
+    mine = payload if chief else np.zeros(0, np.int32)
+
+    def summed(array: np.ndarray) -> np.ndarray:
+        total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(array)), axis=None)
+        return np.asarray(total.numpy())
+
+    length = int(summed(np.array([len(mine)], np.int32))[0])
+    buffer = np.zeros(length, np.int32)
+    buffer[: len(mine)] = mine
+    return pickle.loads(summed(buffer).astype(np.uint8).tobytes())
+
+
+class SharedTrial:
+    """The chief's Optuna trial as every worker sees it (what ``TorchDistributedTrial`` is for torch).
+
+    Its number and parameters are the chief's; ``report`` records on the chief
+    only; ``should_prune`` is the chief's decision on every worker, so all stop
+    at the same epoch. Every worker must make the same calls in the same order.
+    """
+
+    def __init__(self, trial: Any) -> None:
+        self._trial = trial
+        self.number, self.params = broadcast(
+            (trial.number, dict(trial.params)) if trial is not None else None
+        )
+
+    def report(self, value: float, step: int) -> None:
+        """The epoch's value, in the chief's trial."""
+        if self._trial is not None:
+            self._trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        """The chief's pruner's decision, on every worker."""
+        return bool(broadcast(self._trial.should_prune() if self._trial is not None else None))
