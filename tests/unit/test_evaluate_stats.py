@@ -150,3 +150,13 @@ def test_bootstrap_of_close_models_includes_zero():
     a, b = a.astype(float), b.astype(float)
     assert not stats.paired_bootstrap(a, b, resamples=500).excludes_zero()
     assert not stats.seeds_and_rows(a, b, resamples=500).excludes_zero()
+
+
+def test_the_bootstrap_in_batches_gives_the_same_interval(monkeypatch):
+    generator = np.random.default_rng(3)
+    a = (generator.random(5000) < 0.8).astype(float)
+    b = (generator.random(5000) < 0.78).astype(float)
+    whole = stats.paired_bootstrap(a, b, resamples=500)
+    monkeypatch.setattr(stats, "RESAMPLED_AT_ONCE", 7 * 5000)  # 7 resamples per call
+    assert stats.resample_batch(5000) == 7
+    assert stats.paired_bootstrap(a, b, resamples=500) == whole
