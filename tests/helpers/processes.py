@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 
@@ -29,3 +34,33 @@ def _ancestors(pid: int) -> set[int]:
             break
         pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
     return found
+
+
+def stage_with_a_worker_killed(
+    repo: Path, framework: str, marker: bytes, env: dict[str, str], timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``bakeoff train`` for ``framework`` in ``repo``; SIGKILL the worker ``marker`` names.
+
+    The worker is killed 5 s after it appears (joined and training by then; a
+    kill at any point is a failure anyway); the stage's result is returned.
+    """
+    command = [
+        *(str(Path(sys.executable).parent / "bakeoff"), "train", "--framework", framework),
+        *("--data-dir", "data/clean", "--preprocessing", "data/clean/preprocessing.json"),
+        *("--schema", "schemas/digits.yaml", "--model-dir", f"models/{framework}"),
+        *("--metrics", f"metrics/{framework}.json"),
+    ]
+    stage = subprocess.Popen(
+        command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline, victim = time.monotonic() + timeout_s, None
+    while victim is None and time.monotonic() < deadline and stage.poll() is None:
+        victim = descendant_with(stage.pid, marker)
+        time.sleep(0.5)
+    if victim is None:
+        stage.kill()
+        raise AssertionError(f"no process with {marker!r} started under the stage")
+    time.sleep(5)
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = stage.communicate(timeout=timeout_s)
+    return subprocess.CompletedProcess(command, stage.returncode, stdout, stderr)

@@ -8,19 +8,15 @@ records; a process killed mid-study fails the stage with one line.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 
 from tests.conftest import ROOT, run, smoke_repository, stage_env
-from tests.helpers.processes import descendant_with
+from tests.helpers.processes import stage_with_a_worker_killed
 
 pytestmark = pytest.mark.slow
 
@@ -93,29 +89,8 @@ def test_a_killed_process_fails_the_stage_with_one_line(tmp_path):
         train_pytorch={"devices": 2},
     )
     run(["dvc", "repro", "clean"], repo)
-    stage = subprocess.Popen(
-        [
-            *(str(Path(sys.executable).parent / "bakeoff"), "train", "--framework", "pytorch"),
-            *("--data-dir", "data/clean", "--preprocessing", "data/clean/preprocessing.json"),
-            *("--schema", "schemas/digits.yaml", "--model-dir", "models/pytorch"),
-            *("--metrics", "metrics/pytorch.json"),
-        ],
-        cwd=repo,
-        env=stage_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    victim = None
-    while victim is None and time.monotonic() < deadline and stage.poll() is None:
-        victim = descendant_with(stage.pid, b"LOCAL_RANK=1\0")
-        time.sleep(0.5)
-    assert victim is not None, "rank 1 never started"
-    time.sleep(5)  # inside the study by now; the kill is a failure at any point anyway
-    os.kill(victim, signal.SIGKILL)
-    _, stderr = stage.communicate(timeout=120)
+    stage = stage_with_a_worker_killed(repo, "pytorch", b"LOCAL_RANK=1\0", stage_env())
     assert stage.returncode == 1
-    last = stderr.strip().splitlines()[-1]
+    last = stage.stderr.strip().splitlines()[-1]
     assert last.startswith("bakeoff train: error: train@pytorch: DDP process rank 1 of 2 failed")
     assert not (repo / "models/pytorch/model.pt2").exists()

@@ -16,8 +16,6 @@ once, and a worker killed mid-study fails the stage with one line.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ import pytest
 from components.backends.tensorflow.distributed import local_cluster, run_local_workers
 from components.errors import BakeoffError
 from tests.conftest import ROOT, run, set_params, smoke_repository, stage_env
-from tests.helpers.processes import descendant_with
+from tests.helpers.processes import stage_with_a_worker_killed
 
 pytestmark = pytest.mark.slow
 
@@ -215,29 +213,10 @@ def test_a_killed_worker_fails_the_stage_with_one_line(two_worker_stage) -> None
     repo, _ = two_worker_stage
     set_params(repo, train={"trials": 4, "epochs": 200, "patience": 200})  # the Trainer reruns
     before = (repo / "metrics/tensorflow.json").read_text()
-    stage = subprocess.Popen(
-        [
-            *(str(Path(sys.executable).parent / "bakeoff"), "train", "--framework", "tensorflow"),
-            *("--data-dir", "data/clean", "--preprocessing", "data/clean/preprocessing.json"),
-            *("--schema", "schemas/digits.yaml", "--model-dir", "models/tensorflow"),
-            *("--metrics", "metrics/tensorflow.json"),
-        ],
-        cwd=repo,
-        env=stage_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline, victim = time.monotonic() + 300, None
-    while victim is None and time.monotonic() < deadline and stage.poll() is None:
-        victim = descendant_with(stage.pid, b'"task": {"type": "worker", "index": 1}')
-        time.sleep(0.5)
-    assert victim is not None, "worker 1 never started"
-    time.sleep(5)  # joined and training by now; a kill at any point is a failure anyway
-    os.kill(victim, signal.SIGKILL)
-    _, stderr = stage.communicate(timeout=300)
+    marker = b'"task": {"type": "worker", "index": 1}'
+    stage = stage_with_a_worker_killed(repo, "tensorflow", marker, stage_env())
     assert stage.returncode == 1
-    assert stderr.strip().splitlines()[-1] == (
+    assert stage.stderr.strip().splitlines()[-1] == (
         "bakeoff train: error: train@tensorflow: worker 1 of 2 was killed by signal 9; "
         "the other workers were stopped"
     )
