@@ -64,8 +64,11 @@ def run(inputs: TrainerInputs) -> None:
     """``run_fn``'s body: train here, or start the workers that do and wait for them."""
     from components.backends.tensorflow import distributed
 
+    if distributed.cluster(os.environ.get(distributed.TF_CONFIG)).workers > 1:
+        join(inputs)  # a replica a training service started with its TF_CONFIG
+        return
     count = devices(inputs.job["own"])
-    if count == 1 or distributed.cluster(os.environ.get(distributed.TF_CONFIG)).workers > 1:
+    if count == 1:
         train(inputs)
         return
     from components.backends.base import available_cpus
@@ -147,12 +150,17 @@ def _read_split(patterns: list[str], tft_output: Any) -> tuple[np.ndarray, np.nd
 
 
 def main(path: str) -> None:
-    """A worker process: its thread pools, then its strategy, before any other TensorFlow op."""
+    """A worker process the stage started (``run``): the inputs from ``path``."""
+    join(TrainerInputs(**json.loads(Path(path).read_text())))
+
+
+def join(inputs: TrainerInputs) -> None:
+    """One worker of the cluster ``TF_CONFIG`` names: its thread pools, then its strategy,
+    before any other TensorFlow op; then the training."""
     from components.backends.tensorflow.backend import TensorflowBackend
     from components.backends.tensorflow.distributed import strategy_from_environment
     from components.training.driver import StageJob
 
-    inputs = TrainerInputs(**json.loads(Path(path).read_text()))
     job = StageJob.from_config(inputs.job)
     # The launcher's share of the cores for this worker (TensorFlow fixes its pools once).
     threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
