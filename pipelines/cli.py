@@ -50,6 +50,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("run", "pipelines.runner", "run the pipeline (dvc repro), the trainers side by side"),
     (
+        "tensorboard",
+        "pipelines.tensorboard",
+        "open TensorBoard on 127.0.0.1 over every trial of both trainers",
+    ),
+    (
         "compile-tfx",
         "pipelines.tfx_compile",
         "compile the TensorFlow stage's TFX pipeline for Kubeflow Pipelines / Vertex (no run)",

@@ -178,6 +178,15 @@ class FitSettings:
     target: tuple[float, float] | None  # regression: the label's train mean and deviation
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     log_to_mlflow: bool = True  # each epoch's values to the active MLflow run (the trial's)
+    events_dir: Path | None = None  # each trial's TensorBoard run: events_dir/trial-NNNN
+
+    def events(self, trial: int) -> Path | None:
+        """The TensorBoard run folder of ``trial``, if the fit writes one."""
+        return None if self.events_dir is None else self.events_dir / f"trial-{trial:04d}"
+
+    def follower(self) -> FitSettings:
+        """The settings of a process that follows another's trials: it records nothing."""
+        return replace(self, log_to_mlflow=False, events_dir=None)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ from components.training.spec import CNN, MLP
 
 #: What the study name leaves out: raising the budget extends a study instead of starting over.
 BUDGET = ("trials", "timeout_s")
+#: Where every trial of every framework writes its TensorBoard event files (not tracked).
+TENSORBOARD_DIR = "logs/tensorboard"
 #: The per-epoch values a training stage keeps of its best trial (its learning curve).
 CURVES = ("train/loss", "val/loss", "val/accuracy", "val/rmse")
 
@@ -346,6 +348,8 @@ def fit_settings(job: StageJob) -> FitSettings:
         trial_dir=job.plan.trial_dir,
         target=features.target_scale(job.constants),
         runtime=job.runtime,
+        # Both frameworks' studies side by side under one folder: bakeoff tensorboard.
+        events_dir=job.root / TENSORBOARD_DIR / job.plan.name,
     )
 
 
@@ -383,7 +387,7 @@ def run_stage(
         load_seconds = time.perf_counter() - started
         if part == FOLLOWER:
             backend.configure(job.runtime)
-            settings = replace(fit_settings(job), log_to_mlflow=False)
+            settings = fit_settings(job).follower()
             backend.follow(data, settings, lambda hyper: job.plan.model_spec(hyper))
             return None
         trained = train(job, backend, data, model_dir)

@@ -1,8 +1,10 @@
 """Per-epoch bookkeeping both frameworks' callbacks share: values, wall time, divergence.
 
 A framework's own callback calls :meth:`EpochLog.begin` and :meth:`EpochLog.end`
-from its epoch hooks; the recording, the MLflow logging and the check for a
-non-finite loss are written once, here.
+from its epoch hooks; the recording, the MLflow logging, the TensorBoard event
+file and the check for a non-finite loss are written once, here. The event
+file is TensorBoard's own format, written with its own writer (no framework's
+summary API), so both frameworks' trials sit side by side under one log folder.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from components.training.study import Diverged
 
@@ -19,10 +23,12 @@ class EpochLog:
     """Each epoch's ``split/metric`` values and seconds (validation included)."""
 
     log_to_mlflow: bool = True
+    events: Path | None = None  # a TensorBoard run folder for each epoch's scalars
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
     diverged: bool = False
     _began: float = 0.0
+    _writer: Any = None
 
     def begin(self) -> None:
         """An epoch starts."""
@@ -37,9 +43,27 @@ class EpochLog:
             import mlflow
 
             mlflow.log_metrics(values, step=epoch)
+        if self.events is not None:
+            self._write_events(values, epoch)
         if not math.isfinite(values.get("train/loss", 0.0)):
             self.diverged = True
         return self.diverged
+
+    def _write_events(self, values: dict[str, float], epoch: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        if self._writer is None:
+            assert self.events is not None
+            self.events.mkdir(parents=True, exist_ok=True)
+            self._writer = EventFileWriter(str(self.events))
+        scalars = [Summary.Value(tag=name, simple_value=value) for name, value in values.items()]
+        scalars.append(Summary.Value(tag="epoch_seconds", simple_value=self.seconds[-1]))
+        self._writer.add_event(
+            Event(wall_time=time.time(), step=epoch, summary=Summary(value=scalars))
+        )
+        self._writer.flush()  # visible in a running TensorBoard after each epoch
 
     def check(self, trial: int) -> list[float]:
         """The training losses; raises :class:`Diverged` when there are none or one is not finite."""

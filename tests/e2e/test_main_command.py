@@ -53,6 +53,7 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     )
     check_verdict(repo)
     check_a_tie_keeps_the_champion(repo)
+    check_tensorboard(repo)
 
 
 def check_a_tie_keeps_the_champion(repo) -> None:
@@ -97,6 +98,42 @@ def check_costs(repo) -> None:
     report = (repo / "reports" / "comparison.md").read_text()
     assert "## Training cost" in report and "## Runtime settings" in report
     assert "onednn True" in report and refit["method"] in report
+
+
+def check_tensorboard(repo) -> None:
+    """Every trial of both trainers wrote per-epoch scalars; bakeoff tensorboard serves them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = repo / "logs" / "tensorboard"
+    runs = sorted(path.relative_to(logs).as_posix() for path in logs.glob("*/trial-*"))
+    for framework in ("tensorflow", "pytorch"):
+        # A study's name is <data set>-<framework>-<fingerprint>.
+        trials = [run for run in runs if run.split("/")[0].split("-")[-2] == framework]
+        assert len(trials) == 2, runs  # the smoke budget's two trials
+        events = EventAccumulator(str(logs / trials[0]))
+        events.Reload()
+        assert [s.step for s in events.Scalars("val/accuracy")] == [0]  # one epoch, logged
+    port = free_port()
+    server = subprocess.Popen(
+        ["bakeoff", "tensorboard", "--port", str(port)],
+        cwd=repo,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline, served = time.monotonic() + 60, None
+        while served is None and time.monotonic() < deadline:
+            try:
+                address = f"http://127.0.0.1:{port}/data/runs"
+                served = json.loads(urllib.request.urlopen(address, timeout=5).read())
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        assert served is not None and sorted(served) == runs
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def free_port() -> int:

@@ -114,7 +114,9 @@ def fit_trial(
     )
     monitor = keras_metric(settings.metric)
     maximise = search.direction(settings.metric) == "maximize"
-    log = EpochLog(settings.log_to_mlflow and chief)
+    log = EpochLog(
+        settings.log_to_mlflow and chief, settings.events(trial.number) if chief else None
+    )
 
     class _Epochs(k.callbacks.Callback):  # type: ignore[name-defined]
         """Feeds each epoch's ``split/metric`` values to the shared :class:`EpochLog`."""

@@ -120,7 +120,7 @@ def train(inputs: TrainerInputs, runtime: Any = None) -> None:
     with backend.processes(job.own_raw) as part:
         if part == FOLLOWER:
             backend.configure(job.runtime)
-            settings = replace(driver.fit_settings(job), log_to_mlflow=False)
+            settings = driver.fit_settings(job).follower()
             backend.follow(data, settings, job.plan.model_spec)
             return
         # TFX writes the model always; its Evaluator and Pusher decide what ships.
