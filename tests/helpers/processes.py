@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def descendant_with(parent: int, marker: bytes) -> int | None:
@@ -64,3 +65,41 @@ def stage_with_a_worker_killed(
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = stage.communicate(timeout=timeout_s)
     return subprocess.CompletedProcess(command, stage.returncode, stdout, stderr)
+
+
+def stage_on_two_processes(folder: Path, framework: str) -> tuple[Path, Any]:
+    """``dvc repro train@<framework>`` with ``devices: 2`` on a 2-trial, 2-epoch smoke budget."""
+    from tests.conftest import run, smoke_repository
+
+    repo = smoke_repository(
+        folder,
+        train={"trials": 2, "epochs": 2, "architecture": "mlp", "pruner": "none"},
+        **{f"train_{framework}": {"devices": 2}},
+    )
+    return repo, run(["dvc", "repro", f"train@{framework}"], repo)
+
+
+def assert_recorded_once(repo: Path, framework: str, stdout: str) -> None:
+    """Two trials on two processes: one model, one study of 2 trials, 2 MLflow trial runs
+    of 2 epochs each under one parent, and the stage's summary printed once."""
+    import json
+
+    import mlflow
+    import optuna
+
+    from components.training import tracking
+
+    metrics = json.loads((repo / f"metrics/{framework}.json").read_text())
+    assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
+    assert metrics["runtime"]["applied"]["processes_per_trial"] == 2
+    assert (repo / f"models/{framework}/model.json").is_file()
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{repo / 'optuna' / 'studies.db'}")
+    assert summary.n_trials == 2
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trials = [r for r in runs if tracking.TAG_TRIAL in r.data.tags]
+    parents = [r for r in runs if r.info.run_id == metrics["mlflow_run_id"]]
+    assert len(trials) == 2 and len(parents) == 1
+    # Each epoch logged once, by the leading process.
+    assert len(client.get_metric_history(trials[0].info.run_id, "val/accuracy")) == 2
+    assert stdout.count(f"train@{framework}:") == 1

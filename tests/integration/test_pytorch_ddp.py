@@ -7,16 +7,18 @@ records; a process killed mid-study fails the stage with one line.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import numpy as np
-import optuna
 import pytest
 
 from tests.conftest import ROOT, run, smoke_repository, stage_env
-from tests.helpers.processes import stage_with_a_worker_killed
+from tests.helpers.processes import (
+    assert_recorded_once,
+    stage_on_two_processes,
+    stage_with_a_worker_killed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,38 +50,13 @@ def test_two_processes_take_the_steps_one_process_takes(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_process_stage(tmp_path_factory):
-    repo = smoke_repository(
-        tmp_path_factory.mktemp("ddp"),
-        train={"trials": 2, "epochs": 2, "architecture": "mlp", "pruner": "none"},
-        train_pytorch={"devices": 2},
-    )
-    result = run(["dvc", "repro", "train@pytorch"], repo)
-    return repo, result
+    return stage_on_two_processes(tmp_path_factory.mktemp("ddp"), "pytorch")
 
 
 def test_a_study_on_two_processes_is_recorded_once(two_process_stage):
-    import mlflow
-
-    from components.training import tracking
-
     repo, result = two_process_stage
-    metrics = json.loads((repo / "metrics/pytorch.json").read_text())
-    assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
-    assert metrics["runtime"]["applied"]["processes_per_trial"] == 2
+    assert_recorded_once(repo, "pytorch", result.stdout)
     assert (repo / "models/pytorch/model.pt2").is_file()
-    storage = f"sqlite:///{repo / 'optuna' / 'studies.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    assert summary.n_trials == 2
-    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    trial_runs = [r for r in runs if tracking.TAG_TRIAL in r.data.tags]
-    parents = [r for r in runs if r.info.run_id == metrics["mlflow_run_id"]]
-    assert len(trial_runs) == 2 and len(parents) == 1
-    # Each epoch logged once, by rank 0.
-    history = client.get_metric_history(trial_runs[0].info.run_id, "val/accuracy")
-    assert len(history) == 2
-    # The summary is printed once, by rank 0.
-    assert result.stdout.count("train@pytorch:") == 1
 
 
 def test_a_killed_process_fails_the_stage_with_one_line(tmp_path):

@@ -15,7 +15,6 @@ once, and a worker killed mid-study fails the stage with one line.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -26,8 +25,12 @@ import pytest
 
 from components.backends.tensorflow.distributed import local_cluster, run_local_workers
 from components.errors import BakeoffError
-from tests.conftest import ROOT, run, set_params, smoke_repository, stage_env
-from tests.helpers.processes import stage_with_a_worker_killed
+from tests.conftest import ROOT, set_params, stage_env
+from tests.helpers.processes import (
+    assert_recorded_once,
+    stage_on_two_processes,
+    stage_with_a_worker_killed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -179,33 +182,12 @@ def test_a_strategy_after_other_tensorflow_ops_fails_with_one_line(tmp_path: Pat
 @pytest.fixture(scope="module")
 def two_worker_stage(tmp_path_factory):
     """``train@tensorflow`` with ``devices: 2``: the TFX pipeline, its Trainer on two workers."""
-    repo = smoke_repository(
-        tmp_path_factory.mktemp("tf-workers"),
-        train={"trials": 2, "epochs": 2, "architecture": "mlp", "pruner": "none"},
-        train_tensorflow={"devices": 2},
-    )
-    return repo, run(["dvc", "repro", "train@tensorflow"], repo)
+    return stage_on_two_processes(tmp_path_factory.mktemp("tf-workers"), "tensorflow")
 
 
 def test_a_study_on_two_workers_is_recorded_once(two_worker_stage) -> None:
-    import mlflow
-    import optuna
-
-    from components.training import tracking
-
     repo, result = two_worker_stage
-    metrics = json.loads((repo / "metrics/tensorflow.json").read_text())
-    assert metrics["trials"] == {"complete": 2, "pruned": 0, "failed": 0, "run": 2}
-    assert metrics["runtime"]["applied"]["processes_per_trial"] == 2
-    assert (repo / "models/tensorflow/model.json").is_file()
-    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{repo / 'optuna' / 'studies.db'}")
-    assert summary.n_trials == 2
-    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    trials = [r for r in runs if tracking.TAG_TRIAL in r.data.tags]
-    assert len(trials) == 2
-    assert len(client.get_metric_history(trials[0].info.run_id, "val/accuracy")) == 2
-    assert result.stdout.count("train@tensorflow:") == 1
+    assert_recorded_once(repo, "tensorflow", result.stdout)
 
 
 def test_a_killed_worker_fails_the_stage_with_one_line(two_worker_stage) -> None:
