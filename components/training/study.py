@@ -8,6 +8,7 @@ choosing the best trial) is here, so both frameworks get exactly the same.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -233,6 +234,21 @@ class Objective:
             trial.set_user_attr("history", result.history)
             mlflow.log_metric("train/examples_per_s", result.examples_per_s)
             return result.value
+
+
+def follow_trials(next_trial: Callable[[], Any], fit: Callable[[Any, Hyperparams], Any]) -> int:
+    """A follower process's loop: fit each trial the leading process announces, with its draw.
+
+    ``next_trial`` is the leader's next trial as this process sees it (its
+    number and parameters shared), or None once the study is done. A pruned or
+    diverged trial ends here as on the leader, which records it. How many were followed.
+    """
+    followed = 0
+    while (trial := next_trial()) is not None:
+        with contextlib.suppress(optuna.TrialPruned, Diverged):
+            fit(trial, Hyperparams(**trial.params))
+        followed += 1
+    return followed
 
 
 def _load(plan: StudyPlan, tuning: TuningParams, worker: int = 0) -> optuna.Study:

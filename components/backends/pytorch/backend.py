@@ -97,13 +97,12 @@ class PytorchBackend:
 
     def follow(self, data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:
         """Fit each trial rank 0 announces, on this rank's share of its batches."""
-        from components.training.search import Hyperparams
+        from components.training.study import follow_trials
 
-        def fit(trial: Any) -> Any:
-            hyper = Hyperparams(**trial.params)  # rank 0's draw, broadcast
-            return self.fit_trial(trial, hyper, spec(hyper), data, settings)
-
-        return int(self._group.follow(fit))
+        return follow_trials(
+            self._group.next_trial,
+            lambda trial, hyper: self.fit_trial(trial, hyper, spec(hyper), data, settings),
+        )
 
     def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
         """OpenMP's pool size, which torch (and NumPy) read at import."""

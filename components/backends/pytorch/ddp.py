@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -178,15 +178,6 @@ class Group:
             return TorchDistributedTrial(trial)
         return TorchDistributedTrial(None)
 
-    def follow(self, fit: Callable[[Any], Any]) -> int:
-        """The other ranks: fit each trial rank 0 announces until it says the study is done."""
-        import optuna
-
-        from components.training.study import Diverged
-
-        followed = 0
-        while self.announce("") == _TRIAL:
-            with contextlib.suppress(optuna.TrialPruned, Diverged):
-                fit(self.shared_trial(None))
-            followed += 1
-        return followed
+    def next_trial(self) -> Any:
+        """The other ranks: rank 0's next trial, or None when it says the study is done."""
+        return self.shared_trial(None) if self.announce("") == _TRIAL else None

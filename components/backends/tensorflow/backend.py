@@ -138,20 +138,17 @@ class TensorflowBackend:
 
     def follow(self, data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:
         """Fit each trial the chief announces, as one worker of the strategy."""
-        import optuna
-
         from components.backends.tensorflow import distributed
-        from components.training.search import Hyperparams
-        from components.training.study import Diverged
+        from components.training.study import follow_trials
 
-        followed = 0
-        while distributed.broadcast(None) == _TRIAL:
-            trial = distributed.SharedTrial(None)
-            hyper = Hyperparams(**trial.params)  # the chief's draw
-            with contextlib.suppress(optuna.TrialPruned, Diverged):
-                self.fit_trial(trial, hyper, spec(hyper), data, settings)
-            followed += 1
-        return followed
+        def next_trial() -> Any:
+            announced = distributed.broadcast(None) == _TRIAL
+            return distributed.SharedTrial(None) if announced else None
+
+        return follow_trials(
+            next_trial,
+            lambda trial, hyper: self.fit_trial(trial, hyper, spec(hyper), data, settings),
+        )
 
     def fit_trial(
         self, trial: Any, hyper: Any, spec: Any, data: SplitArrays, settings: FitSettings
