@@ -91,3 +91,13 @@ def test_local_workers_that_do_not_finish_stop_with_one_line():
             [sys.executable, "-c", "import time; time.sleep(60)"], local_cluster(2), timeout=1
         )
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("value", [0, -2, "two"])
+def test_train_tensorflow_devices_below_one_is_one_line(value) -> None:
+    from components.backends.tensorflow.stage import devices
+    from components.errors import ParamsError
+
+    with pytest.raises(ParamsError, match=r"train_tensorflow\.devices"):
+        devices({"devices": value})
+    assert devices({}) == 1 and devices({"devices": 3}) == 3
