@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from components import progress
 from components.errors import BakeoffError
 
 #: Each subcommand: its name, the module with its ``add_arguments`` and ``run``, its summary.
@@ -98,20 +99,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bakeoff`` console script."""
     arguments = sys.argv[1:] if argv is None else list(argv)
     args = _parser(arguments).parse_args(arguments)
+    progress.emit(progress.STAGE, state="start", command=args.command)
+    status = 1
     try:
         params = getattr(args, "params", None)
         if params and Path(params).is_file():
             from components.backends import apply_runtime
 
             apply_runtime(params)  # before the stage imports any framework
-        result = args.handler(args)
+        status = int(args.handler(args) or 0)
     except BakeoffError as err:
         print(f"bakeoff {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        progress.emit(progress.RESULT, text=f"error: {err}")
     except KeyboardInterrupt:
         print(f"bakeoff {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return int(result or 0)
+        status = 130
+    finally:
+        progress.emit(progress.STAGE, state="end", command=args.command, status=status)
+    return status
 
 
 if __name__ == "__main__":

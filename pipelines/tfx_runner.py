@@ -12,11 +12,13 @@ import hashlib
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from components import contracts
+from components import contracts, progress
 from components.backends.base import Backend
 from components.backends.tensorflow import stage
 from components.backends.tensorflow.stage import METRICS_FILE
@@ -224,7 +226,8 @@ def run_pipeline(config: PipelineConfig) -> RunReport:
     from components.backends.tensorflow.gate import AnomaliesFound
 
     try:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+        with _components_as_steps():
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     except BakeoffError:
         raise
     except AnomaliesFound as err:
@@ -235,6 +238,29 @@ def run_pipeline(config: PipelineConfig) -> RunReport:
             raise cause from None
         raise
     return last_run(config.metadata)
+
+
+@contextmanager
+def _components_as_steps() -> Iterator[None]:
+    """Each component LocalDagRunner launches, as a progress step named by its node id.
+
+    LocalDagRunner has no hook of its own; its launcher's ``launch`` is wrapped for
+    the run (TFX is pinned in the lock; the end-to-end test finds the Trainer's step
+    among ``bakeoff run``'s lines).
+    """
+    from tfx.orchestration.portable import launcher
+
+    original = launcher.Launcher.launch
+
+    def launch(self: Any) -> Any:
+        progress.emit(progress.STEP, text=f"TFX {self._pipeline_node.node_info.id}")
+        return original(self)
+
+    launcher.Launcher.launch = launch  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        launcher.Launcher.launch = original  # type: ignore[method-assign]
 
 
 def last_run(metadata: Path) -> RunReport:

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from components import backends
+from components import backends, progress
 from components.backends.base import IN_PROCESS, TFX
 
 #: The module whose ``run_stage(job, backend, model_dir, metrics, schema)`` runs each kind of stage.
@@ -50,4 +50,4 @@ def run(args: argparse.Namespace) -> None:
         job, backend, Path(args.model_dir), Path(args.metrics), Path(args.schema)
     )
     if metrics is not None:  # None: other processes of the stage (DDP's rank 0) wrote them
-        print(driver.describe(metrics))
+        progress.say(driver.describe(metrics))

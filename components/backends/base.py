@@ -16,11 +16,14 @@ import platform
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from components.contracts import Constants, ModelCard
+
+if TYPE_CHECKING:  # the study's module imports Optuna, which not every user of this one needs
+    from components.training.epochs import EpochLog
 
 Call = Callable[[np.ndarray], np.ndarray]
 #: A training stage's runner: in this process, or inside the TFX Trainer (``pipelines.tfx_runner``).
@@ -179,14 +182,27 @@ class FitSettings:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     log_to_mlflow: bool = True  # each epoch's values to the active MLflow run (the trial's)
     events_dir: Path | None = None  # each trial's TensorBoard run: events_dir/trial-NNNN
+    progress: bool = True  # each epoch as a progress event (components.progress)
 
     def events(self, trial: int) -> Path | None:
         """The TensorBoard run folder of ``trial``, if the fit writes one."""
         return None if self.events_dir is None else self.events_dir / f"trial-{trial:04d}"
 
+    def epoch_log(self, trial: int, lead: bool = True) -> EpochLog:
+        """The per-epoch record of ``trial``'s fit; a process that does not ``lead`` keeps it only."""
+        from components.training.epochs import EpochLog
+
+        return EpochLog(
+            log_to_mlflow=self.log_to_mlflow and lead,
+            events=self.events(trial) if lead else None,
+            trial=trial if self.progress and lead else None,
+            epochs=self.epochs,
+            metric=self.metric,
+        )
+
     def follower(self) -> FitSettings:
         """The settings of a process that follows another's trials: it records nothing."""
-        return replace(self, log_to_mlflow=False, events_dir=None)
+        return replace(self, log_to_mlflow=False, events_dir=None, progress=False)
 
 
 @dataclass(frozen=True)

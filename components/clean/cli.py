@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components import progress
 from components.clean.core import CleanParams, clean
 from components.clean.schema import dump_schema, load_schema
 from components.errors import DataError
@@ -64,14 +65,14 @@ def run(args: argparse.Namespace) -> None:
                 schema_path, dump_schema(result.schema, Path(args.snapshot).as_posix())
             )
     rows = result.report["rows"]
-    print(
+    progress.say(
         f"clean: {rows['kept']} of {rows['input']} rows kept "
         f"(train {rows['train']}, val {rows['val']}, test {rows['test']}), "
         f"{rows['quarantined']} quarantined -> {args.quarantine}"
         + (f"; schema inferred -> {schema_path}" if result.schema_inferred else "")
     )
     for note in result.notes:
-        print(f"clean: note: {note}")
+        progress.say(f"clean: note: {note}")
 
 
 def _read_manifest(path: Path) -> dict:

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from components import progress
 from components.contracts import load_constants, read_json
 from components.errors import BakeoffError
 from components.evaluate.models import add_trained_inputs
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
         raise
     client.set_terminated(run_id)
     difference = comparison["difference"]
-    print(
+    progress.say(
         f"evaluate: {comparison['winner']} wins on {comparison['metric']} "
         f"({comparison['decided_by']}): {comparison['reason']}"
         + (
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> None:
         )
     )
     for line in comparison["fairness"]:
-        print(f"evaluate: fairness rule broken: {line}")
+        progress.say(f"evaluate: fairness rule broken: {line}")
 
 
 def _write_text(text: str, path: Path) -> None:

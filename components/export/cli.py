@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from components import progress
 from components.contracts import (
     ParityReport,
     load_comparison,
@@ -114,13 +115,13 @@ def run(args: argparse.Namespace) -> None:
 
 def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
     for row in table:
-        print(
+        progress.say(
             f"export: {framework} {row.format:<22} max |diff| {row.max_abs_diff:.2e}  "
             f"{row.metric} {row.exported:.4f} ({row.metric_delta:+.4f})  ok"
         )
     for name, values in bench["formats"].items():
         single, full = values["batch_1"], values["batch_256"]
-        print(
+        progress.say(
             f"export: {name:<22} batch-1 p50 {single['p50_ms']:.3f} ms "
             f"{_span(single['p50_ms_interval'], '.3f')}, p99 {single['p99_ms']:.3f} ms; "
             f"batch-256 {full['examples_per_s']:,.0f} examples/s "
@@ -128,11 +129,11 @@ def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
         )
     ratio = bench["onnx_over_eager_batch_1_p50"]
     if ratio is not None:
-        print(
+        progress.say(
             f"export: ONNX Runtime / native eager, batch-1 p50: {ratio:.3f} "
             f"{_span(bench['onnx_over_eager_batch_1_p50_interval'], '.3f')}"
         )
-    print(f"export: latency by {bench['method']}")
+    progress.say(f"export: latency by {bench['method']}")
 
 
 def _span(interval: list[float], spec: str) -> str:

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from components import progress
 from components.ingest.core import IngestParams, ingest, manifest
 from components.ingest.sources import sha256_of
 from components.outputs import staged_outputs
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
             snapshot, Path(args.snapshot).as_posix(), digest, _ingested_at(manifest_path, digest)
         )
         outputs.write_json(manifest_path, written)
-    print(
+    progress.say(
         f"ingest: {written['rows']} rows x {written['columns']} columns from "
         f"{len(written['files'])} file(s) -> {args.snapshot} (label '{snapshot.label}', {snapshot.task})"
     )

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components import progress
 from components.errors import ParamsError
 from components.evaluate.models import add_trained_inputs, competitors
 from components.outputs import staged_outputs
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> None:
         rates = ", ".join(
             f"{name} {rate['examples_per_s']:.0f}" for name, rate in entry["rates"].items()
         )
-        print(
+        progress.say(
             f"refit: {config}'s best ({shape['architecture']}, {shape['parameters']:,} parameters, "
             f"batch {shape['batch_size']}): examples/s {rates}"
         )

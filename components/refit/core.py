@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from components import progress
+
 METHOD = (
     "steady-state training examples/s: train rows over the median epoch time after the "
     "first epoch (validation included), each framework's fit as its study runs it; every "
@@ -286,7 +288,7 @@ def measure(
     setup: WorkerSetup,
     refit: RefitParams,
     seeds: int = 0,
-    say: Any = print,
+    say: Any = progress.say,
 ) -> dict[str, Any]:
     """Run the schedules across one worker process per framework; every fit's figures.
 
@@ -312,6 +314,11 @@ def measure(
         timing = schedule(list(configs), frameworks, refit.repeats)
         for fit in timing + seed_schedule(owners(configs), seeds):
             spec, hyper = configs[fit.config]
+            progress.emit(
+                progress.STEP,
+                text=f"{fit.framework} on {fit.config}'s configuration, "
+                + (f"repeat {fit.repeat + 1}" if fit.kind == TIMING else f"seed {fit.seed + 1}"),
+            )
             pipes[fit.framework].send((fit, dict(spec), dict(hyper)))
             result = _receive(pipes[fit.framework], workers[fit.framework])
             if fit.kind == TIMING:

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from components import progress
 from components.contracts import (
     RegistryRecord,
     ServingLayout,
@@ -160,9 +161,9 @@ def run(args: argparse.Namespace) -> None:
     )
     with staged_outputs() as staged:
         staged.write_json(args.out, record.to_dict())
-    print(
+    progress.say(
         f"register: {own.model_name} version {version} ({framework}) is {decision.alias}: {decision.reason}"
     )
-    print("register: " + line.removeprefix("- ").replace("**", ""))
+    progress.say("register: " + line.removeprefix("- ").replace("**", ""))
     if pushed:
-        print(f"register: pushed to {pushed}")
+        progress.say(f"register: pushed to {pushed}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from components import contracts
+from components import contracts, progress
 from components.backends.base import (
     FOLLOWER,
     LAUNCHER,
@@ -259,6 +259,7 @@ def train(
             )
             timings["study"] = outcome.seconds
             summary = studies.log_study(outcome, plan.trial_dir / "optuna")
+            progress.emit(progress.STEP, text=f"testing trial {outcome.best.number}")
             started = time.perf_counter()
             hyper = Hyperparams(**outcome.best.params)
             spec = plan.model_spec(hyper)
@@ -281,6 +282,7 @@ def train(
                 }
             )
             mlflow.set_tag("bakeoff.blessed", str(blessed))
+            progress.emit(progress.STEP, text="logging and saving the model")
             started = time.perf_counter()
             tracking.log_model(backend, model, matrix[:5], constants.feature_order)
             card = None

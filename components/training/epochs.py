@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components import progress
 from components.training.study import Diverged
 
 
@@ -24,6 +25,9 @@ class EpochLog:
 
     log_to_mlflow: bool = True
     events: Path | None = None  # a TensorBoard run folder for each epoch's scalars
+    trial: int | None = None  # the trial whose epochs are progress events (None: not sent)
+    epochs: int = 0  # the epoch cap, for "epoch e of N"
+    metric: str = ""  # the optimised ``split/metric``, the value a progress event shows
     history: dict[str, list[float]] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
     diverged: bool = False
@@ -45,6 +49,16 @@ class EpochLog:
             mlflow.log_metrics(values, step=epoch)
         if self.events is not None:
             self._write_events(values, epoch)
+        if self.trial is not None:
+            progress.emit(
+                progress.EPOCH,
+                trial=self.trial,
+                epoch=epoch + 1,
+                of=self.epochs,
+                metric=self.metric,
+                value=values.get(self.metric),
+                seconds=round(self.seconds[-1], 2),
+            )
         if not math.isfinite(values.get("train/loss", 0.0)):
             self.diverged = True
         return self.diverged

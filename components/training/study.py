@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from components import progress
 from components.errors import BakeoffError
 from components.training import search, tracking
 from components.training.search import Hyperparams, TuningParams
@@ -196,6 +197,13 @@ class Objective:
         # which host and process runs it (workers on one host or many share the
         # study through its storage; this also shows how they shared it).
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        progress.emit(
+            progress.TRIAL,
+            state="start",
+            trial=trial.number,
+            index=min(_finished(trial.study) + 1, self.tuning.trials),
+            of=self.tuning.trials,
+        )
         plan = self.plan
         hyper = search.suggest(trial, self.tuning.space)
         spec = plan.model_spec(hyper)
@@ -299,7 +307,19 @@ def _optimize(study: optuna.Study, tuning: TuningParams, objective: Objective, t
         n_trials=trials,
         timeout=tuning.timeout_s,
         catch=(Diverged,),
-        callbacks=[stop_at_budget],
+        callbacks=[stop_at_budget, _report],
+    )
+
+
+def _report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial ended: its state and value, and the study's best so far, as a progress event."""
+    complete = _count(study, optuna.trial.TrialState.COMPLETE)
+    progress.emit(
+        progress.TRIAL,
+        state=trial.state.name.lower(),
+        trial=trial.number,
+        value=trial.value,
+        best=study.best_value if complete else None,
     )
 
 

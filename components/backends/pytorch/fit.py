@@ -184,7 +184,7 @@ def fit_trial(
     if data.share[0] == 0:
         # A trial interrupted earlier left a partial folder; this trial starts clean.
         shutil.rmtree(folder, ignore_errors=True)
-    log = EpochLog(settings.log_to_mlflow, settings.events(trial.number))
+    log = settings.epoch_log(trial.number)
     best = _BestEpoch(folder / "best.ckpt", settings.metric, "max" if maximise else "min")
     pruning: pl.Callback = (
         _SharedPruning(trial, settings.metric)

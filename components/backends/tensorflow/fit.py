@@ -21,7 +21,6 @@ from components.backends.base import FitSettings, SplitArrays
 from components.backends.tensorflow.distributed import strategy_from_environment
 from components.backends.tensorflow.model import build_model, keras
 from components.training import search
-from components.training.epochs import EpochLog
 from components.training.search import Hyperparams
 from components.training.spec import ModelSpec
 from components.training.study import TrialResult, steady_rate
@@ -114,9 +113,7 @@ def fit_trial(
     )
     monitor = keras_metric(settings.metric)
     maximise = search.direction(settings.metric) == "maximize"
-    log = EpochLog(
-        settings.log_to_mlflow and chief, settings.events(trial.number) if chief else None
-    )
+    log = settings.epoch_log(trial.number, lead=chief)
 
     class _Epochs(k.callbacks.Callback):  # type: ignore[name-defined]
         """Feeds each epoch's ``split/metric`` values to the shared :class:`EpochLog`."""
