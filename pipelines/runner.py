@@ -17,9 +17,14 @@ lock on; ``--wait-for-lock`` makes a trainer that ends while the other process i
 recording wait its turn instead of failing after DVC's default three seconds and
 losing its run.
 
-With fewer than two training stages to run, or ``--serial``, it is one plain
-``dvc repro``. Stage commands find the ``bakeoff`` command of the interpreter
-running this.
+Each stage's whole output (DVC's and the frameworks') goes to
+``logs/<stage>.log``; what the run shows comes from the progress events the
+stages write (:mod:`pipelines.board`): a live table on a terminal, one line per
+event otherwise, then a closing summary. A failed stage's last log lines are
+repeated. ``--verbose`` streams everything instead, as ``dvc repro`` would: one
+plain ``dvc repro`` with fewer than two training stages, the training stages'
+lines behind their names otherwise. ``--serial`` is one plain ``dvc repro``.
+Stage commands find the ``bakeoff`` command of the interpreter running this.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from pipelines import devices
+from components import progress
+from pipelines import board, devices
 
 #: The foreach stage in dvc.yaml whose items are the frameworks.
 TRAINING_PREFIX = "train@"
@@ -47,6 +53,8 @@ TRAINING_PREFIX = "train@"
 _TAIL_LINES = 8
 # Seconds an interrupted stage gets to stop before it is terminated.
 _INTERRUPT_GRACE_S = 10.0
+# Seconds between looks at the running stages' events.
+_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--serial",
         action="store_true",
         help="run one plain dvc repro, one stage after another, with no device split",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream every stage's whole output (DVC's and the frameworks') instead of progress",
     )
 
 
@@ -131,11 +144,15 @@ def reproduce(
     serial: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    verbose: bool = False,
+    live: bool | None = None,
 ) -> int:
     """Bring ``targets`` (default: every stage) up to date in ``root``; the exit status.
 
-    DVC's own output goes straight through; the training stages' lines are copied
-    to ``out`` behind their stage's name, and what failed is said on ``err``.
+    Progress and the closing summary go to ``out`` (a live table when ``live``,
+    by default when ``out`` is a terminal), what failed to ``err``. ``verbose``:
+    DVC's own output goes straight through and the training stages' lines are
+    copied to ``out`` behind their stage's name.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -154,6 +171,8 @@ def reproduce(
         # an ImportError is a DVC whose planning functions moved.
         _say(err, f"cannot plan the run ({error}); running dvc repro serially")
         return _dvc(serial_command, root, env)
+    if not verbose:
+        return _run_with_progress(plan, root, env, force, out, err, live)
     if not plan.concurrent:
         return _dvc(serial_command, root, env)
 
@@ -196,7 +215,138 @@ def preflight(params_file: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the requested stages, the training stages side by side; the exit status."""
-    return reproduce(Path.cwd(), args.stages, force=args.force, serial=args.serial)
+    return reproduce(
+        Path.cwd(), args.stages, force=args.force, serial=args.serial, verbose=args.verbose
+    )
+
+
+def _run_with_progress(
+    plan: Plan,
+    root: Path,
+    env: Mapping[str, str],
+    force: bool,
+    out: TextIO,
+    err: TextIO,
+    live: bool | None,
+) -> int:
+    """Each stage in its own ``dvc repro -s``, the trainers together; progress from their events."""
+    stages = [*plan.before, *plan.training, *plan.after]
+    steps: list[tuple[str, ...]] = [(stage,) for stage in plan.before]
+    steps += [plan.training] if plan.training else []
+    steps += [(stage,) for stage in plan.after]
+    envs = {stage: dict(env) for stage in stages}
+    shares = devices.plan(plan.training, devices.visible_gpus(env), devices.available_cpus())
+    for stage in plan.training:
+        # Unbuffered: a Python trainer's lines would otherwise reach its log in blocks.
+        envs[stage].update({"PYTHONUNBUFFERED": "1", **shares[stage]})
+    state = board.Board(stages)
+    failed: dict[str, int] = {}
+    began = time.monotonic()
+    with board.view_for(out, state, live) as view:
+        for stage in plan.training:
+            described = " ".join(f"{key}={value}" for key, value in sorted(shares[stage].items()))
+            view.line(None, f"{stage} gets {described}")
+        for step in steps:
+            failed = _run_step(step, root, envs, force, state, view)
+            if failed:
+                break
+    for stage, status in failed.items():
+        log = board.log_path(stage)
+        _say(err, f"{stage} failed (dvc exit status {status}); the last lines of {log}:")
+        err.writelines(f"[{stage}] {line}\n" for line in board.tail(root / log, _TAIL_LINES))
+    if failed:
+        later = [name for name, one in state.stages.items() if one.state == board.WAITING]
+        _say(err, f"stages: {state.times()}")
+        _say(
+            err,
+            f"error: {', '.join(failed)} failed"
+            + (f"; not run: {', '.join(later)}" if later else ""),
+        )
+        return next(iter(failed.values()))
+    for line in board.summary(root, state, time.monotonic() - began):
+        out.write(f"bakeoff run: {line}\n" if not line.startswith(" ") else f"{line}\n")
+    out.flush()
+    return 0
+
+
+def _run_step(
+    stages: Sequence[str],
+    root: Path,
+    envs: Mapping[str, Mapping[str, str]],
+    force: bool,
+    state: board.Board,
+    view: board.PlainView | board.LiveView,
+) -> dict[str, int]:
+    """Run ``stages`` together, each with its output in its log; the failed ones' statuses."""
+    # -s: the upstream stages are up to date by now, and checking them again would
+    # need locks on outputs the other trainers are reading.
+    command = [_dvc_executable(), "--wait-for-lock", "repro", "-s", *_force(force)]
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    events: dict[str, board.Events] = {}
+    recorded = {stage: _locked_entry(root, stage) for stage in stages}
+    for stage in stages:
+        log = root / board.log_path(stage)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        events[stage] = board.Events(root / board.events_path(stage))
+        events[stage].reset()
+        env = {**envs[stage], progress.EVENTS: str(events[stage].path)}
+        with log.open("wb") as handle:
+            processes[stage] = subprocess.Popen(
+                [*command, stage],
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                # Its own process group: an interrupt reaches DVC and the stage command
+                # together, whether the terminal or a kill sent it (see _interrupt).
+                start_new_session=True,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        view.line(stage, state.start(stage))
+    statuses: dict[str, int] = {}
+    try:
+        while len(statuses) < len(processes):
+            for stage, process in processes.items():
+                if stage in statuses:
+                    continue
+                status = process.poll()
+                for event in events[stage].new():  # what it wrote up to its end, too
+                    view.event(stage, event, state.apply(stage, event))
+                if status is None:
+                    continue
+                # A stage killed by a signal reports it negated; a shell would say 128 + signal.
+                statuses[stage] = 128 - status if status < 0 else status
+                ran = (
+                    force
+                    or stage_ran(events[stage].path)
+                    or (_locked_entry(root, stage) != recorded[stage])
+                )
+                view.line(stage, state.finish(stage, statuses[stage], ran))
+            view.refresh()
+            time.sleep(_POLL_S)
+    except KeyboardInterrupt:
+        _interrupt(list(processes.values()))
+        raise
+    return {stage: status for stage, status in statuses.items() if status != 0}
+
+
+def stage_ran(events: Path) -> bool:
+    """Whether a stage's command started: it said so in its events file."""
+    return any(
+        event.get("kind") == progress.STAGE and event.get("state") == "start"
+        for event in board.Events(events).new()
+    )
+
+
+def _locked_entry(root: Path, stage: str) -> object:
+    """What dvc.lock records of ``stage`` (a changed entry: DVC ran it)."""
+    import yaml
+
+    try:
+        locked = yaml.safe_load((root / "dvc.lock").read_text()) or {}
+    except FileNotFoundError:
+        return None
+    return (locked.get("stages") or {}).get(stage)
 
 
 def _train(
@@ -293,7 +443,7 @@ def _copy_lines(
     process.stdout.close()
 
 
-def _interrupt(processes: list[subprocess.Popen[str]]) -> None:
+def _interrupt(processes: Sequence[subprocess.Popen[Any]]) -> None:
     # Each stage runs in a process group of its own, out of the terminal's reach, so
     # Ctrl-C is passed on here, to DVC and its stage command alike; a stage that
     # does not stop within the grace period is terminated.
