@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,17 +19,15 @@ import pytest
 
 from components.contracts import load_constants
 from tests.conftest import SMOKE, run, set_params, stage_env
+from tests.helpers.terminal import plain, terminal_run
 
 pytestmark = pytest.mark.slow
 
 
 def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     set_params(repo, **SMOKE)
-    result = run(["bakeoff", "run"], repo)
-    # The trainers ran side by side, each line behind its stage's name.
-    assert "[train@tensorflow] train@tensorflow:" in result.stdout
-    assert "[train@pytorch] train@pytorch:" in result.stdout
-    assert "Running stage 'clean'" in result.stdout
+    result = run(["bakeoff", "run"], repo)  # output to a pipe: one plain line per event
+    check_progress(repo, result.stdout, result.stderr)
     assert "up to date" in run(["dvc", "status"], repo).stdout
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     data = next(iter(metrics.values()))["data"]
@@ -54,6 +53,43 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     check_verdict(repo)
     check_a_tie_keeps_the_champion(repo)
     check_tensorboard(repo)
+    check_live_progress(repo)  # last: it raises the PyTorch study's budget
+
+
+def check_progress(repo: Path, out: str, err: str) -> None:
+    """The trainers' trials and epochs as lines behind their stage; the frameworks' noise in logs."""
+    for framework in ("tensorflow", "pytorch"):
+        stage = f"[train@{framework}]"
+        assert f"{stage} train@{framework}: " in out  # the stage's own result line
+        for trial in (1, 2):
+            assert f"{stage} trial {trial}/2 started" in out
+            assert f"{stage} trial {trial}/2 epoch 1/1: val/accuracy " in out
+            assert re.search(rf"^{re.escape(stage)} trial {trial}/2 complete: ", out, re.M)
+    assert "[train@tensorflow] TFX Trainer" in out  # the TFX component running
+    assert "[clean] done in " in out
+    assert "Running stage 'clean'" in (repo / "logs" / "clean.log").read_text()
+    # Every line is bakeoff run's own: stage lines, its messages, its closing summary.
+    assert all(re.match(r"(\[[^\]]+\] |bakeoff run: |  \w+: )", line) for line in out.splitlines())
+    for line in ("bakeoff run: finished in ", "  verdict:  ", "  champion: ", "  stages:   "):
+        assert line in out
+    logs = "".join(path.read_text() for path in (repo / "logs").glob("*.log"))
+    assert "Warning" in logs and "Warning" not in out + err  # TensorFlow's, Google's, Optuna's
+
+
+def check_live_progress(repo: Path) -> None:
+    """On a terminal: a live table of the stages, the ended trials above it, then the summary."""
+    set_params(repo, train={"trials": 3})  # one more PyTorch trial; the study resumes
+
+    status, screen = terminal_run(["bakeoff", "run", "train@pytorch"], repo)
+
+    text = plain(screen)
+    assert status == 0, text
+    assert "\x1b[" in screen  # drawn with the terminal's escape codes
+    assert "[train@pytorch] trial 3/3 complete: val/accuracy " in text
+    assert "trial 3/3 · epoch 1/1 · val/accuracy " in text  # a frame of the live table
+    assert "[train@pytorch] train@pytorch: " in text
+    assert "bakeoff run: finished in " in text
+    assert "Warning" not in text
 
 
 def check_a_tie_keeps_the_champion(repo) -> None:

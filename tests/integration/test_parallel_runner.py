@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import BIN, run
+from tests.helpers.terminal import plain, terminal_run
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +110,17 @@ def _bakeoff_run(folder: Path, *options: str, check: bool = True):
 
 
 def _ran(output: str) -> list[str]:
+    """The stages ``bakeoff run`` says it ran (its progress lines)."""
+    return re.findall(r"^\[([^\]]+)\] done in ", output, re.MULTILINE)
+
+
+def _dvc_ran(output: str) -> list[str]:
+    """The stages DVC's own output says it ran (``--verbose``, ``--serial``)."""
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+def _log(repo: Path, stage: str) -> str:
+    return (repo / "logs" / f"{stage}.log").read_text()
 
 
 def _locked(folder: Path) -> dict:
@@ -138,8 +149,12 @@ def test_training_stages_overlap_and_the_graph_ends_up_to_date(
     assert all(seen["BAKEOFF_CPU_THREADS"] == threads for seen in times.values())
     assert all(seen["OMP_NUM_THREADS"] == threads for seen in times.values())
     assert sorted(_ran(result.stdout)) == ["prep", "report", "train@a", "train@b"]
-    assert "[train@a] train a: done" in result.stdout
-    assert "[train@b] train b: done" in result.stdout
+    # What the stages and DVC print goes to each stage's log, not to the run's output.
+    for item in "ab":
+        assert f"train {item}: done" in _log(repo, f"train@{item}")
+        assert f"Running stage 'train@{item}'" in _log(repo, f"train@{item}")
+        assert f"train {item}: done" not in result.stdout
+    assert "stages:   prep " in result.stdout  # the closing summary's stage times
     assert set(_locked(repo)) == {"prep", "train@a", "train@b", "report"}
     assert (repo / "report.txt").read_text() == "prepared\naprepared\nb"
     status = run([str(BIN / "dvc"), "status"], repo)
@@ -148,6 +163,7 @@ def test_training_stages_overlap_and_the_graph_ends_up_to_date(
     lock = (repo / "dvc.lock").read_text()
     again = _bakeoff_run(repo)
     assert _ran(again.stdout) == []
+    assert "[train@a] unchanged, not run" in again.stdout
     assert (repo / "dvc.lock").read_text() == lock
 
 
@@ -192,13 +208,35 @@ def test_force_runs_every_stage_once(tmp_path: Path):
     assert sorted(_ran(forced.stdout)) == ["prep", "report", "train@a", "train@b"]
 
 
-def test_named_stages_and_serial_are_plain_dvc_repro(tmp_path: Path):
+def test_named_stages_run_with_their_upstream_and_serial_is_plain_dvc_repro(tmp_path: Path):
     repo = _pipeline(tmp_path / "repo")
 
     one = _bakeoff_run(repo, "train@a")
     assert _ran(one.stdout) == ["prep", "train@a"]
-    assert "[train@a]" not in one.stdout
 
     rest = _bakeoff_run(repo, "--serial")
-    assert _ran(rest.stdout) == ["train@b", "report"]
+    assert _dvc_ran(rest.stdout) == ["train@b", "report"]
     assert "[train@b]" not in rest.stdout
+
+
+def test_verbose_streams_dvc_and_the_trainers_lines_behind_their_names(tmp_path: Path):
+    repo = _pipeline(tmp_path / "repo")
+
+    result = _bakeoff_run(repo, "--verbose")
+
+    assert sorted(_dvc_ran(result.stdout)) == ["prep", "report", "train@a", "train@b"]
+    assert "[train@a] train a: done" in result.stdout
+    assert "[train@b] train b: done" in result.stdout
+    assert not (repo / "logs").exists()
+
+
+def test_on_a_terminal_the_run_draws_a_live_table_and_ends_with_its_summary(tmp_path: Path):
+    repo = _pipeline(tmp_path / "repo")
+
+    status, screen = terminal_run([str(BIN / "bakeoff"), "run"], repo)
+
+    assert status == 0, screen
+    assert "\x1b[" in screen  # drawn with the terminal's escape codes, redrawn in place
+    table = [line for line in plain(screen).splitlines() if line.startswith("train@a ")]
+    assert table and "done" in table[-1]
+    assert "bakeoff run: finished in " in plain(screen)
