@@ -54,6 +54,9 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     check_verdict(repo)
     check_a_tie_keeps_the_champion(repo)
     check_tensorboard(repo)
+    from tests.helpers.remote import check_push_and_pull
+
+    check_push_and_pull(repo)
 
 
 def check_a_tie_keeps_the_champion(repo) -> None:
