@@ -124,30 +124,32 @@ def _file_hashes(root: Path) -> dict[str, str]:
     }
 
 
-def push_and_pull(repo: Path, env: dict[str, str]) -> Path:
-    """``dvc push`` to the repository's default remote, then restore a fresh clone by ``dvc pull``.
+def commit_and_clone(repo: Path, env: dict[str, str]) -> Path:
+    """Commit everything in ``repo`` (a copied one has no commit) and clone it beside it.
 
-    The repository is committed first (a copied one has no commit), so the clone
-    carries ``dvc.lock`` and the remote's configuration. Every output that
-    ``dvc.lock`` records must come back with the same content, each file its
-    recorded md5, and ``dvc status`` in the clone must be clean. Returns the clone.
+    The clone carries ``dvc.lock`` and the committed DVC config, but no DVC cache
+    and none of the git-ignored outputs: only a remote can bring those back.
     """
-    outputs = locked_outputs(repo)
-    assert outputs, f"{repo / 'dvc.lock'} records no outputs"
-    dvc = str(BIN / "dvc")
-    _run([dvc, "push"], repo, env)
-    # The remote holds every cached object the workspace references.
-    assert json.loads(_run([dvc, "status", "--cloud", "--json"], repo, env)) == {}
-
     git = ["git", "-c", "user.name=bakeoff test", "-c", "user.email=test@bakeoff.invalid"]
     _run(["git", "add", "-A"], repo, env)
     _run([*git, "-c", "commit.gpgsign=false", "commit", "-q", "-m", "outputs pushed"], repo, env)
     clone = repo.parent / f"{repo.name}-clone"
     _run(["git", "clone", "-q", str(repo), str(clone)], repo.parent, env)
+    assert any(not (clone / path).exists() for path in locked_outputs(repo)), (
+        "a clone already has every output: nothing left for dvc pull to restore"
+    )
+    return clone
 
-    missing = sorted(path for path in outputs if not (clone / path).exists())
-    assert missing, "a clone already has every output: nothing left for dvc pull to restore"
-    _run([dvc, "pull"], clone, env)
+
+def check_restored(repo: Path, clone: Path, env: dict[str, str]) -> None:
+    """Every output ``dvc.lock`` records is in ``clone`` as in ``repo``, and DVC agrees.
+
+    Each file of each output has the original's md5, a file output the md5 the
+    lock records, a folder output the lock's file count; ``dvc status`` in the
+    clone (which hashes the workspace again) is clean.
+    """
+    outputs = locked_outputs(repo)
+    assert outputs, f"{repo / 'dvc.lock'} records no outputs"
     for path, out in outputs.items():
         restored = clone / path
         assert restored.exists(), f"dvc pull did not restore {path}"
@@ -157,7 +159,21 @@ def push_and_pull(repo: Path, env: dict[str, str]) -> Path:
             assert len(hashes) == out["nfiles"], (path, len(hashes), out["nfiles"])
         else:
             assert hashes == {".": out["md5"]}, f"{path}: not the md5 dvc.lock records"
-    assert json.loads(_run([dvc, "status", "--json"], clone, env)) == {}
+    assert json.loads(_run([str(BIN / "dvc"), "status", "--json"], clone, env)) == {}
+
+
+def push_and_pull(repo: Path, env: dict[str, str]) -> Path:
+    """``dvc push`` to the repository's default remote, then restore a fresh clone by ``dvc pull``.
+
+    Returns the clone, checked by :func:`check_restored`.
+    """
+    dvc = str(BIN / "dvc")
+    _run([dvc, "push"], repo, env)
+    # The remote holds every cached object the workspace references.
+    assert json.loads(_run([dvc, "status", "--cloud", "--json"], repo, env)) == {}
+    clone = commit_and_clone(repo, env)
+    _run([dvc, "pull"], clone, env)
+    check_restored(repo, clone, env)
     return clone
 
 
