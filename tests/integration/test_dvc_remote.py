@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run, stage_env
+from tests.conftest import BIN, ROOT, run, stage_env
 from tests.helpers.remote import (
     BUCKET,
     check_push_and_pull,
@@ -80,6 +80,22 @@ def graph(tmp_path: Path) -> Path:
 
 def test_outputs_round_trip_through_an_s3_api_on_localhost(graph):
     check_push_and_pull(graph)
+
+
+def test_a_bucket_that_does_not_exist_fails_the_push_saying_so(graph, tmp_path):
+    dvc = str(BIN / "dvc")
+    with s3_server(tmp_path / "moto_server.log") as endpoint:
+        env = s3_env(tmp_path)
+        for command in (
+            ["remote", "add", "--default", "s3", "s3://no-such-bucket/dvc"],
+            ["remote", "modify", "s3", "endpointurl", endpoint],
+        ):
+            subprocess.run([dvc, *command], cwd=graph, env=env, check=True, capture_output=True)
+        pushed = subprocess.run(
+            [dvc, "push"], cwd=graph, env=env, capture_output=True, text=True, check=False
+        )
+    assert pushed.returncode != 0
+    assert "The specified bucket does not exist" in pushed.stderr, pushed.stderr
 
 
 def test_the_default_remote_is_a_folder_in_the_users_data_home(graph, tmp_path):
