@@ -196,6 +196,9 @@ class PlainView:
         self.out.write(f"{prefix}{text}\n")
         self.out.flush()
 
+    def started(self, stage: str, text: str) -> None:
+        self.line(stage, text)
+
     def event(self, stage: str, event: dict[str, Any], text: str | None) -> None:
         if text:
             self.line(stage, text)
@@ -226,6 +229,9 @@ class LiveView:
     def line(self, stage: str | None, text: str) -> None:
         prefix = f"[{stage}] " if stage else "bakeoff run: "
         self.console.print(prefix + text, markup=False)
+
+    def started(self, stage: str, text: str) -> None:
+        self.refresh()  # the table says so
 
     def event(self, stage: str, event: dict[str, Any], text: str | None) -> None:
         # Results and ended trials stay above the table; the rest only updates its cells.

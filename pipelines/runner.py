@@ -302,7 +302,7 @@ def _run_step(
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
-        view.line(stage, state.start(stage))
+        view.started(stage, state.start(stage))
     statuses: dict[str, int] = {}
     try:
         while len(statuses) < len(processes):
