@@ -119,6 +119,7 @@ class Board:
             return f"trial {stage.index[0]}/{stage.index[1]} started (#{stage.trial})"
         if event.get("best") is not None:
             stage.best = float(event["best"])
+        stage.epoch, stage.value = None, None  # the table shows the best from here on
         value = event.get("value")
         shown = f": {stage.metric or 'value'} {value:.4f}" if isinstance(value, float) else ""
         best = f"; best {stage.best:.4f}" if stage.best is not None else ""

@@ -84,8 +84,10 @@ def test_trials_and_epochs_become_lines_and_the_stages_activity():
         "trial 2/3 epoch 1/5: val/accuracy 0.9123 (2.0 s)",
         "trial 2/3 pruned; best 0.9500",
     ]
+    assert state.stages["train@x"].activity() == "TFX Trainer · trial 2/3 · best 0.9500"
+    state.apply("train@x", {"kind": progress.EPOCH, "epoch": 2, "of": 5, "value": 0.5})
     assert state.stages["train@x"].activity() == (
-        "TFX Trainer · trial 2/3 · epoch 1/5 · val/accuracy 0.9123 · best 0.9500"
+        "TFX Trainer · trial 2/3 · epoch 2/5 · val/accuracy 0.5000 · best 0.9500"
     )
 
 
