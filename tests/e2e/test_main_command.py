@@ -150,6 +150,9 @@ def check_verdict(repo) -> None:
     parity = json.loads((repo / "reports" / "parity.json").read_text())
     assert parity["framework"] == comparison["winner"]
     assert all(row["passed"] for row in parity["rows"])
+    if comparison["winner"] == "tensorflow":  # TF.js is TensorFlow's: converted, run in Node.js
+        assert "tfjs" in {row["format"] for row in parity["rows"]}
+        assert parity["limits"]["tolerances"]["tfjs"] == 1e-4 and parity["skipped"] == {}
     bench = json.loads((repo / "reports" / "serving_bench.json").read_text())
     assert "onnx" in bench["formats"] and "native_eager" in bench["formats"]
     record = json.loads((repo / "reports" / "registry.json").read_text())
