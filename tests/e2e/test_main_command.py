@@ -54,6 +54,29 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     check_verdict(repo)
     check_a_tie_keeps_the_champion(repo)
     check_tensorboard(repo)
+    check_tensorflow_exports_to_tfjs(repo)
+
+
+def check_tensorflow_exports_to_tfjs(repo) -> None:
+    """The export stage on the TFX-trained model, whichever won: TF.js among its checked formats."""
+    out = repo.parent / "tensorflow-exports"
+    result = run(
+        [
+            *("bakeoff", "export", "--framework", "tensorflow", "--params", "params.yaml"),
+            *("--comparison", "reports/comparison.json", "--data-dir", "data/clean"),
+            *("--preprocessing", "data/clean/preprocessing.json", "--models", "models"),
+            *("--metrics", "metrics", "--out", str(out), "--parity", str(out) + "-parity.json"),
+            *("--serving-bench", str(out) + "-bench.json"),
+        ],
+        repo,
+    )
+    assert "export: tfjs" in result.stdout and "not timed" in result.stdout
+    parity = json.loads(Path(str(out) + "-parity.json").read_text())
+    (tfjs,) = [row for row in parity["rows"] if row["format"] == "tfjs"]
+    assert tfjs["passed"] and tfjs["argmax_agreement"] == 1.0, tfjs
+    assert tfjs["max_abs_diff"] <= parity["limits"]["tolerances"]["tfjs"]
+    assert (out / "tfjs" / "model.json").is_file()
+    assert json.loads(Path(str(out) + "-bench.json").read_text())["untimed"] == ["tfjs"]
 
 
 def check_a_tie_keeps_the_champion(repo) -> None:

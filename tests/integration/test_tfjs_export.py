@@ -28,7 +28,9 @@ TOLERANCE = 1e-4  # params.yaml export.tolerances.tfjs
 
 @pytest.fixture(scope="module")
 def converted(cleaned, tmp_path_factory):
-    """A fitted tiny Keras MLP's serving module, its SavedModel and TF.js graph model."""
+    """A fitted tiny Keras MLP saved as TFX saves it, its serving module and TF.js graph model."""
+    import tensorflow as tf
+
     from components.backends.tensorflow import export as tf_export
     from components.backends.tensorflow import tfjs
     from components.backends.tensorflow.fit import compile_model
@@ -40,10 +42,40 @@ def converted(cleaned, tmp_path_factory):
     spec = ModelSpec(MLP, input_dim=x.shape[1], outputs=3, depth=1, width=16)
     model = compile_model(spec, HYPER, "classification")
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
-    module = tf_export.raw_module(model, constants)
     folder = tmp_path_factory.mktemp("tfjs")
+    # The TFX Trainer tracks the Transform layer, with tables over vocabulary
+    # files, on the model it pushes; the converter cannot freeze a SavedModel
+    # that carries them, so the export must leave them behind (load_keras).
+    vocabulary = folder / "vocabulary.txt"
+    vocabulary.write_text("blue\nred\n")
+    model.tft_layer = _lookup_module(tf, str(vocabulary))
+    model.save(str(folder / "pushed"), save_format="tf")
+    module = tf_export.raw_module(tf_export.load_keras(folder / "pushed"), constants)
     saved = tf_export.save(module, folder)
     return module, tfjs.convert(saved, folder)
+
+
+def _lookup_module(tf, path):
+    """A tracked module with a file-backed table, as TF Transform's layer has."""
+
+    class Lookup(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.asset = tf.saved_model.Asset(path)
+            initializer = tf.lookup.TextFileInitializer(
+                self.asset,
+                tf.string,
+                tf.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER,
+            )
+            self.table = tf.lookup.StaticHashTable(initializer, -1)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, names):
+            return self.table.lookup(names)
+
+    return Lookup()
 
 
 def serving_matrix(cleaned) -> np.ndarray:

@@ -28,10 +28,19 @@ OPTIONAL = frozenset({"tfjs"})  # formats export.skip_formats may leave out (tfj
 
 
 def load_keras(version: Path) -> Any:
-    """The Keras model inside a SavedModel TFX pushed (its Transform layer is not used)."""
+    """The Keras model inside a SavedModel TFX pushed, without its Transform layer.
+
+    The Trainer tracks the TF Transform layer on the model (``tft_layer``: hash
+    tables over vocabulary files), so every SavedModel saved from it carried
+    them unused; TensorFlow.js's converter cannot freeze such a SavedModel
+    ("Identity is not in graph"). The exports recompute the preprocessing in
+    plain ops, so the same layers, weights shared, are wrapped again in a
+    model that tracks nothing else.
+    """
     import tf_keras
 
-    return tf_keras.models.load_model(str(version), compile=False)
+    model = tf_keras.models.load_model(str(version), compile=False)
+    return tf_keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def raw_module(keras_model: Any, constants: Constants) -> Any:
