@@ -816,6 +816,8 @@ class ParityReport:
     float_tolerance: float
     max_metric_drop: float
     rows: tuple[ParityRow, ...]
+    tolerances: Mapping[str, float] = field(default_factory=dict)  # a format's own float limit
+    skipped: tuple[str, ...] = ()  # optional formats left out by export.skip_formats
 
     @property
     def passed(self) -> bool:
@@ -829,8 +831,10 @@ class ParityReport:
             "limits": {
                 "float_tolerance": self.float_tolerance,
                 "max_metric_drop": self.max_metric_drop,
+                "tolerances": dict(self.tolerances),
             },
             "rows": [row.to_dict() for row in self.rows],
+            "skipped": {name: "export.skip_formats" for name in self.skipped},
         }
 
 
@@ -839,6 +843,7 @@ def load_parity(path: str | Path) -> ParityReport:
     read = _Reader(read_json(path, "the export stage"), path)
     limits = read.nested("limits")
     rows = read.get("rows", list, "a list of parity rows")
+    tolerances = limits.nested("tolerances") if "tolerances" in limits.data else None
     return ParityReport(
         framework=read.text("framework"),
         float_tolerance=limits.number("float_tolerance"),
@@ -847,6 +852,10 @@ def load_parity(path: str | Path) -> ParityReport:
             ParityRow.from_dict(_row(row, path, f"rows[{index}]"), path, f"rows[{index}].")
             for index, row in enumerate(rows)
         ),
+        tolerances={name: tolerances.number(name) for name in tolerances.data}
+        if tolerances
+        else {},
+        skipped=tuple(sorted(read.mapping("skipped", {}))),
     )
 
 

@@ -226,6 +226,9 @@ class Bundle:
     reference_name: str
     runtime_names: dict[str, str] = field(default_factory=dict)  # format -> what serves it
     quantised: frozenset[str] = frozenset()
+    # Held to parity but not timed: their runtime starts a process per call (TF.js in Node.js).
+    untimed: frozenset[str] = frozenset()
+    skipped: frozenset[str] = frozenset()  # optional formats left out, as export was asked
 
 
 class Backend(Protocol):
@@ -234,6 +237,9 @@ class Backend(Protocol):
     name: str
     orchestrator: str  # IN_PROCESS or TFX: who runs the driver for this framework's stage
     mlflow_flavour: str  # the MLflow module that logs its models, e.g. "mlflow.pytorch"
+    optional_formats: frozenset[
+        str
+    ]  # formats export may be asked to leave out (export.skip_formats)
 
     def environment(self, runtime: RuntimeSettings) -> dict[str, str]:
         """The variables the framework reads when it is imported (set before any import of it)."""
@@ -299,8 +305,14 @@ class Backend(Protocol):
         out: Path,
         example: np.ndarray,
         threads: int,
+        skip: frozenset[str] = frozenset(),
     ) -> Bundle:
-        """Every serving format this framework reaches (ONNX among them), written into ``out``."""
+        """Every serving format this framework reaches (ONNX among them), written into ``out``.
+
+        ``skip`` names optional formats not to write; those this backend has are
+        listed in the bundle's ``skipped``. A format whose tools are missing
+        stops the export, in one line, before anything is written.
+        """
         ...
 
     def limit_threads(self, threads: int) -> None:

@@ -13,7 +13,7 @@ from components.contracts import (
     load_constants,
     write_json,
 )
-from components.errors import BakeoffError
+from components.errors import BakeoffError, ParamsError
 from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_directory, staged_outputs
 from components.params import load_params, number, whole
@@ -40,13 +40,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def limits_from(raw: dict[str, Any]) -> Any:
-    """The ``export`` section's parity limits."""
+    """The ``export`` section's parity limits, with each format's own float tolerance."""
     from components.export.parity import Limits
 
+    own = raw.get("tolerances") or {}
+    if not isinstance(own, dict) or not all(isinstance(name, str) for name in own):
+        raise ParamsError(
+            "export.tolerances", f"expected a mapping of format to tolerance; found {own!r}"
+        )
     return Limits(
         float_tolerance=number(raw.get("float_tolerance", 1e-4), "export.float_tolerance", 0.0),
         max_metric_drop=number(raw.get("max_metric_drop", 0.01), "export.max_metric_drop", 0.0),
+        tolerances={
+            name: number(value, f"export.tolerances.{name}", 0.0) for name, value in own.items()
+        },
     )
+
+
+def skip_from(raw: dict[str, Any]) -> frozenset[str]:
+    """``export.skip_formats``: optional formats not to write, each one some backend's."""
+    from components import backends
+
+    value = raw.get("skip_formats") or []
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ParamsError("export.skip_formats", f"expected a list of formats; found {value!r}")
+    optional = set().union(*(backends.get(name).optional_formats for name in backends.names()))
+    unknown = sorted(set(value) - optional)
+    if unknown:
+        raise ParamsError(
+            "export.skip_formats",
+            f"only optional formats can be skipped ({', '.join(sorted(optional)) or 'none'}); "
+            f"found {', '.join(unknown)}",
+        )
+    return frozenset(value)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -59,6 +85,7 @@ def run(args: argparse.Namespace) -> None:
 
     raw = load_params(args.params).get(STAGE) or {}
     limits = limits_from(raw)
+    skip = skip_from(raw)
     threads = whole(raw.get("threads", 1), "export.threads", 1)
     repeats = whole(raw.get("latency_repeats", 200), "export.latency_repeats", 10)
     rounds = whole(raw.get("latency_rounds", 5), "export.latency_rounds", 2)
@@ -87,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
     # The exports and both reports are replaced together, or not at all.
     with staged_outputs() as staged, staged_directory(args.out) as folder:
         bundle = chosen.backend.export(
-            chosen.card, chosen.folder, constants, folder, matrix[:2], threads
+            chosen.card, chosen.folder, constants, folder, matrix[:2], threads, skip
         )
         core.check_bundle(name, bundle, folder)
         table = core.parity_table(
@@ -107,18 +134,29 @@ def run(args: argparse.Namespace) -> None:
             folder / "manifest.json",
             core.manifest(name, bundle, chosen.card, folder, table, source),
         )
-        report = ParityReport(name, limits.float_tolerance, limits.max_metric_drop, tuple(table))
+        report = ParityReport(
+            name,
+            limits.float_tolerance,
+            limits.max_metric_drop,
+            tuple(table),
+            tolerances=dict(limits.tolerances),
+            skipped=tuple(sorted(bundle.skipped)),
+        )
         staged.write_json(args.parity, report.to_dict())
         staged.write_json(args.serving_bench, bench)
-    _print(name, table, bench)
+    _print(name, table, bench, bundle.skipped)
 
 
-def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
+def _print(
+    framework: str, table: list[Any], bench: dict[str, Any], skipped: frozenset[str]
+) -> None:
     for row in table:
         progress.say(
             f"export: {framework} {row.format:<22} max |diff| {row.max_abs_diff:.2e}  "
             f"{row.metric} {row.exported:.4f} ({row.metric_delta:+.4f})  ok"
         )
+    for name in sorted(skipped):
+        progress.say(f"export: {framework} {name:<22} skipped (export.skip_formats)")
     for name, values in bench["formats"].items():
         single, full = values["batch_1"], values["batch_256"]
         progress.say(
@@ -133,6 +171,8 @@ def _print(framework: str, table: list[Any], bench: dict[str, Any]) -> None:
             f"export: ONNX Runtime / native eager, batch-1 p50: {ratio:.3f} "
             f"{_span(bench['onnx_over_eager_batch_1_p50_interval'], '.3f')}"
         )
+    for name in bench["untimed"]:
+        progress.say(f"export: {name:<22} not timed (its runtime starts a process per call)")
     progress.say(f"export: latency by {bench['method']}")
 
 

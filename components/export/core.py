@@ -108,16 +108,15 @@ def serving_bench(
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Batch-1 p50/p99 and batch-256 throughput of every format in its own runtime.
+    """Batch-1 p50/p99 and batch-256 throughput of every timed format in its own runtime.
 
     The formats are timed together, interleaved over ``rounds`` rounds; every
     figure, and ONNX over eager, carries a bootstrap interval over the rounds.
     """
-    timings = time_interleaved(bundle.runtimes, matrix, repeats=repeats, rounds=rounds)
+    timed = {name: call for name, call in bundle.runtimes.items() if name not in bundle.untimed}
+    timings = time_interleaved(timed, matrix, repeats=repeats, rounds=rounds)
     profiles = timings.summary(level=level, seed=seed)
-    formats = {
-        name: {"runtime": runtime_name(bundle, name), **profiles[name]} for name in bundle.runtimes
-    }
+    formats = {name: {"runtime": runtime_name(bundle, name), **profiles[name]} for name in timed}
     ratio, interval = None, None
     if ONNX in formats and EAGER in formats:
         paired = timings.ratio_interval(ONNX, EAGER, level=level, seed=seed)
@@ -132,6 +131,8 @@ def serving_bench(
         "formats": formats,
         "onnx_over_eager_batch_1_p50": ratio,
         "onnx_over_eager_batch_1_p50_interval": interval,
+        # Checked for parity, not timed: their runtime starts a process per call.
+        "untimed": sorted(bundle.untimed & set(bundle.runtimes)),
     }
 
 

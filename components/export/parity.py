@@ -1,7 +1,7 @@
 """Parity of an export with the native model, on the whole test split.
 
-A float export must match the native outputs to ``float_tolerance`` (max
-absolute difference; for regression in units of the label's deviation, since
+A float export must match the native outputs to ``float_tolerance``, or its
+own entry in ``tolerances`` (max absolute difference; for regression in units of the label's deviation, since
 float32 itself rounds a value of 2,000 to 2.4e-4); a quantised one may differ more but must not lose more
 than ``max_metric_drop`` of the selection metric (accuracy points as a
 fraction, or RMSE relative to the native RMSE).
@@ -9,7 +9,8 @@ fraction, or RMSE relative to the native RMSE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,10 +20,19 @@ from components.evaluate import metrics as scoring
 
 @dataclass(frozen=True)
 class Limits:
-    """The ``export`` section's parity limits."""
+    """The ``export`` section's parity limits.
+
+    ``tolerances`` gives a float format its own limit in place of
+    ``float_tolerance`` (``export.tolerances``: TF.js computes in JavaScript).
+    """
 
     float_tolerance: float = 1e-4
     max_metric_drop: float = 0.01
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+
+    def float_limit(self, name: str) -> float:
+        """The max absolute difference allowed to float format ``name``."""
+        return self.tolerances.get(name, self.float_tolerance)
 
 
 def metric_of(task: str, metric: str, output: np.ndarray, truth: np.ndarray) -> float:
@@ -66,9 +76,10 @@ def check(
         passed = bool(np.isfinite(difference)) and loss <= limits.max_metric_drop
         limit = f"{metric} loss <= {limits.max_metric_drop:g}"
     else:
-        passed = difference / scale <= limits.float_tolerance
+        tolerance = limits.float_limit(name)
+        passed = difference / scale <= tolerance
         unit = "" if scale == 1.0 else f" x {scale:.4g} (label deviation)"
-        limit = f"max |diff| <= {limits.float_tolerance:g}{unit}"
+        limit = f"max |diff| <= {tolerance:g}{unit}"
     return Parity(
         name,
         quantised,

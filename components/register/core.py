@@ -251,8 +251,9 @@ def push(
 ) -> Path:
     """Copy the exports to ``<serving_dir>/<name>/<version>/``; an existing version is never replaced.
 
-    A folder format (a SavedModel, say) goes at the top of the version folder,
-    where model servers look for it; every other format and the manifest lie beside it.
+    A SavedModel goes at the top of the version folder, where model servers look
+    for it; every other format (a file, or a folder such as TF.js's model.json and
+    shards, which keeps its name) and the manifest lie beside it.
     """
     target = serving_dir / name / version
     if target.exists():
@@ -266,9 +267,12 @@ def push(
         pushed = {}
         for format_name, relative in manifest.formats.items():
             source = exports / relative
-            if source.is_dir():
+            if source.is_dir() and (source / "saved_model.pb").is_file():
                 shutil.copytree(source, staging, dirs_exist_ok=True)
                 pushed[format_name] = "."
+            elif source.is_dir():
+                shutil.copytree(source, staging / source.name)
+                pushed[format_name] = source.name
             else:
                 shutil.copy2(source, staging / source.name)
                 pushed[format_name] = source.name

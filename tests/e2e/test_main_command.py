@@ -55,6 +55,7 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     check_a_tie_keeps_the_champion(repo)
     check_tensorboard(repo)
     check_push_and_pull(repo)
+    check_tensorflow_exports_to_tfjs(repo)
     check_live_progress(repo)  # last: it raises the PyTorch study's budget
 
 
@@ -92,6 +93,28 @@ def check_live_progress(repo: Path) -> None:
     assert "[train@pytorch] train@pytorch: " in text
     assert "bakeoff run: finished in " in text
     assert "Warning" not in text
+
+
+def check_tensorflow_exports_to_tfjs(repo) -> None:
+    """The export stage on the TFX-trained model, whichever won: TF.js among its checked formats."""
+    out = repo.parent / "tensorflow-exports"
+    result = run(
+        [
+            *("bakeoff", "export", "--framework", "tensorflow", "--params", "params.yaml"),
+            *("--comparison", "reports/comparison.json", "--data-dir", "data/clean"),
+            *("--preprocessing", "data/clean/preprocessing.json", "--models", "models"),
+            *("--metrics", "metrics", "--out", str(out), "--parity", str(out) + "-parity.json"),
+            *("--serving-bench", str(out) + "-bench.json"),
+        ],
+        repo,
+    )
+    assert "export: tfjs" in result.stdout and "not timed" in result.stdout
+    parity = json.loads(Path(str(out) + "-parity.json").read_text())
+    (tfjs,) = [row for row in parity["rows"] if row["format"] == "tfjs"]
+    assert tfjs["passed"] and tfjs["argmax_agreement"] == 1.0, tfjs
+    assert tfjs["max_abs_diff"] <= parity["limits"]["tolerances"]["tfjs"]
+    assert (out / "tfjs" / "model.json").is_file()
+    assert json.loads(Path(str(out) + "-bench.json").read_text())["untimed"] == ["tfjs"]
 
 
 def check_a_tie_keeps_the_champion(repo) -> None:
@@ -188,6 +211,9 @@ def check_verdict(repo) -> None:
     parity = json.loads((repo / "reports" / "parity.json").read_text())
     assert parity["framework"] == comparison["winner"]
     assert all(row["passed"] for row in parity["rows"])
+    if comparison["winner"] == "tensorflow":  # TF.js is TensorFlow's: converted, run in Node.js
+        assert "tfjs" in {row["format"] for row in parity["rows"]}
+        assert parity["limits"]["tolerances"]["tfjs"] == 1e-4 and parity["skipped"] == {}
     bench = json.loads((repo / "reports" / "serving_bench.json").read_text())
     assert "onnx" in bench["formats"] and "native_eager" in bench["formats"]
     record = json.loads((repo / "reports" / "registry.json").read_text())

@@ -91,6 +91,7 @@ class LinearBackend:
 
     orchestrator = IN_PROCESS
     mlflow_flavour = "mlflow.onnx"
+    optional_formats: frozenset[str] = frozenset()
 
     def __init__(self, name: str = "linear") -> None:
         self.name = name
@@ -158,6 +159,7 @@ class LinearBackend:
         out: Path,
         example: np.ndarray,
         threads: int,
+        skip: frozenset[str] = frozenset(),
     ) -> Bundle:
         """ONNX, held to the numpy model (which is also the eager runtime)."""
         import onnx

@@ -50,7 +50,8 @@ def check_bundle(bundle, frame, constants, formats):
     for call in bundle.runtimes.values():  # one request of one row, too
         assert np.asarray(call(matrix[:1])).shape == (1, 3)
     bench = serving_bench(bundle, matrix, threads=1, repeats=10)
-    assert set(bench["formats"]) == {*formats, "native_eager"}
+    assert set(bench["formats"]) == {*formats, "native_eager"} - bundle.untimed
+    assert bench["untimed"] == sorted(bundle.untimed)
     formats_timed = bench["formats"]
     assert bench["onnx_over_eager_batch_1_p50"] == pytest.approx(
         formats_timed["onnx"]["batch_1"]["p50_ms"]
@@ -178,8 +179,29 @@ def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_pa
     folder.mkdir()
     module = raw_module(load_keras(version), constants)
     bundle = formats(module, folder, 1, reference, "the Keras model on the reference encoding")
-    formats = {"savedmodel", "tflite", "tflite_dynamic_range", "onnx"}
+    formats = {"savedmodel", "tflite", "tflite_dynamic_range", "onnx", "tfjs"}
     check_bundle(bundle, frame, constants, formats)
+    # TF.js in Node.js is held to parity but not timed (a process per call).
+    assert bundle.untimed == {"tfjs"} and bundle.skipped == frozenset()
+    assert (folder / "tfjs" / "model.json").is_file()
+
+
+def test_tfjs_can_be_skipped_and_says_so(cleaned, tmp_path):
+    from components.backends.tensorflow.backend import formats
+    from components.backends.tensorflow.export import raw_module
+    from components.backends.tensorflow.fit import compile_model
+    from components.training.spec import MLP, ModelSpec
+
+    constants = cleaned.preprocessing
+    width = encode(cleaned.splits["train"], constants).shape[1]
+    model = compile_model(
+        ModelSpec(MLP, input_dim=width, outputs=3, depth=1, width=4), HYPER, "classification"
+    )
+    module = raw_module(model, constants)
+    bundle = formats(module, tmp_path, 1, lambda m: m, "unused", skip=frozenset({"tfjs"}))
+    assert "tfjs" not in bundle.files and "tfjs" not in bundle.runtimes
+    assert bundle.skipped == {"tfjs"} and bundle.untimed == frozenset()
+    assert not (tmp_path / "tfjs").exists()
 
 
 def test_regression_exports_answer_one_named_value_per_row(cleaned, tmp_path):

@@ -153,17 +153,21 @@ def test_push_never_overwrites_a_version(tmp_path):
     saved = exports / "saved_model"
     saved.mkdir()
     (saved / "saved_model.pb").write_bytes(b"pb")
+    web = exports / "tfjs"  # a folder format that is not a SavedModel keeps its folder
+    web.mkdir()
+    (web / "model.json").write_text("{}")
     manifest = ExportManifest(
         framework="any",
-        formats={"onnx": "model.onnx", "savedmodel": "saved_model"},
+        formats={"onnx": "model.onnx", "savedmodel": "saved_model", "tfjs": "tfjs"},
         source={},
         layout=ServingLayout(("a", "colour"), {"colour": ("blue", "red")}, classes=("0", "1")),
     )
     target = core.push(exports, manifest, tmp_path / "serving", "m", "1")
     names = sorted(p.name for p in target.iterdir())
-    assert names == ["manifest.json", "model.onnx", "saved_model.pb"]  # TF Serving layout
+    assert names == ["manifest.json", "model.onnx", "saved_model.pb", "tfjs"]  # TF Serving layout
+    assert (target / "tfjs" / "model.json").is_file()
     pushed = load_export_manifest(target)
-    assert pushed.formats == {"onnx": "model.onnx", "savedmodel": "."}
+    assert pushed.formats == {"onnx": "model.onnx", "savedmodel": ".", "tfjs": "tfjs"}
     assert pushed.layout == manifest.layout
     with pytest.raises(core.BakeoffError, match="never overwrites"):
         core.push(exports, manifest, tmp_path / "serving", "m", "1")

@@ -48,6 +48,7 @@ class PytorchBackend:
     name = "pytorch"
     orchestrator = IN_PROCESS
     mlflow_flavour = "mlflow.pytorch"
+    optional_formats: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.device: Any = None
@@ -243,6 +244,7 @@ class PytorchBackend:
         out: Path,
         example: np.ndarray,
         threads: int,
+        skip: frozenset[str] = frozenset(),
     ) -> Bundle:
         """TorchScript, ``torch.export`` and ONNX of the checkpoint's network.
 

@@ -25,6 +25,7 @@ from components.backends.base import (
     onnx_runtime,
     size_on_disk,
 )
+from components.backends.tensorflow.export import OPTIONAL
 from components.contracts import Constants, ModelCard
 
 RUNTIMES = {
@@ -32,6 +33,7 @@ RUNTIMES = {
     "tflite": "TFLite interpreter",
     "tflite_dynamic_range": "TFLite interpreter",
     "onnx": "ONNX Runtime (CPU)",
+    "tfjs": "TensorFlow.js (@tensorflow/tfjs, pure-JavaScript CPU backend) in Node.js",
     EAGER: "the framework's own model called eagerly",
 }
 
@@ -55,6 +57,7 @@ class TensorflowBackend:
     name = "tensorflow"
     orchestrator = TFX
     mlflow_flavour = "mlflow.tensorflow"
+    optional_formats = OPTIONAL  # TF.js: it needs .venv-tfjs and Node.js
 
     def __init__(self, transform: Any = None) -> None:
         self.transform = transform
@@ -252,14 +255,20 @@ class TensorflowBackend:
         out: Path,
         example: np.ndarray,
         threads: int,
+        skip: frozenset[str] = frozenset(),
     ) -> Bundle:
-        """SavedModel, TFLite (float and dynamic-range), ONNX; held to the pushed SavedModel."""
+        """SavedModel, TFLite (float and dynamic-range), ONNX, TF.js; held to the pushed SavedModel."""
+        from components.backends.tensorflow import tfjs
+
+        if tfjs.FORMAT not in skip:
+            tfjs.preflight()  # before the models load
         return formats(
             self.loggable(card, folder, constants),
             out,
             threads,
             self.load(card, folder, constants).call,
             f"TFX SavedModel {card.artifact} (serving_raw)",
+            skip=skip,
         )
 
     def limit_threads(self, threads: int) -> None:
@@ -271,11 +280,22 @@ class TensorflowBackend:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def formats(module: Any, out: Path, threads: int, reference: Any, reference_name: str) -> Bundle:
-    """Every TensorFlow format of a serving module (``export.raw_module``), with its runtimes."""
-    from components.backends.tensorflow import export as tf_export
+def formats(
+    module: Any,
+    out: Path,
+    threads: int,
+    reference: Any,
+    reference_name: str,
+    skip: frozenset[str] = frozenset(),
+) -> Bundle:
+    """Every TensorFlow format of a serving module (``export.raw_module``), with its runtimes.
 
-    files = tf_export.export(module, out)
+    ``skip`` may name optional formats (``export.OPTIONAL``) not to write.
+    """
+    from components.backends.tensorflow import export as tf_export
+    from components.backends.tensorflow import tfjs
+
+    files = tf_export.export(module, out, skip)
     runtimes = {
         "savedmodel": tf_export.saved_model_runtime(files["savedmodel"]),
         "tflite": tf_export.tflite_runtime(files["tflite"], threads),
@@ -283,6 +303,8 @@ def formats(module: Any, out: Path, threads: int, reference: Any, reference_name
         "onnx": onnx_runtime(files["onnx"], threads),
         EAGER: tf_export.eager_runtime(module),
     }
+    if tfjs.FORMAT in files:
+        runtimes[tfjs.FORMAT] = tfjs.runtime(files[tfjs.FORMAT])
     return Bundle(
         TensorflowBackend.name,
         files,
@@ -291,6 +313,8 @@ def formats(module: Any, out: Path, threads: int, reference: Any, reference_name
         reference_name,
         runtime_names={name: RUNTIMES[name] for name in runtimes},
         quantised=frozenset({"tflite_dynamic_range"}),
+        untimed=frozenset({tfjs.FORMAT}) & set(files),
+        skipped=tf_export.OPTIONAL & skip,
     )
 
 

@@ -1,10 +1,12 @@
-"""TensorFlow exports of the trained Keras model: SavedModel, TFLite (float and quantised), ONNX.
+"""TensorFlow exports of the trained Keras model: SavedModel, TFLite (float and quantised), ONNX, TF.js.
 
 Every export takes the serving matrix (``components.training.features.raw_matrix``),
 with the shared preprocessing inside: TFLite and ONNX have no string ops for
 the TF Transform graph's lookups, so the module below recomputes the same
 imputation, standardisation and one-hot slots from the shared constants in
-plain tensor ops; the parity check holds it to the TFX model's outputs.
+plain tensor ops (TensorFlow.js, converted from the same SavedModel, has neither
+``ParseExample`` nor file-backed tables); the parity check holds it to the TFX
+model's outputs.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ TFLITE = "model.tflite"
 TFLITE_QUANTISED = "model_dynamic_range.tflite"
 ONNX = "model.onnx"
 OPSET = 17
+OPTIONAL = frozenset({"tfjs"})  # formats export.skip_formats may leave out (tfjs.FORMAT)
 
 
 def load_keras(version: Path) -> Any:
-    """The Keras model inside a SavedModel TFX pushed (its Transform layer is not used)."""
+    """The Keras model inside a SavedModel TFX pushed, without its Transform layer.
+
+    The Trainer tracks the TF Transform layer on the model (``tft_layer``: hash
+    tables over vocabulary files), so every SavedModel saved from it carried
+    them unused; TensorFlow.js's converter cannot freeze such a SavedModel
+    ("Identity is not in graph"). The exports recompute the preprocessing in
+    plain ops, so the same layers, weights shared, are wrapped again in a
+    model that tracks nothing else.
+    """
     import tf_keras
 
-    return tf_keras.models.load_model(str(version), compile=False)
+    model = tf_keras.models.load_model(str(version), compile=False)
+    return tf_keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def raw_module(keras_model: Any, constants: Constants) -> Any:
@@ -93,13 +105,28 @@ def _position(vocabulary: Sequence[str], value: Any) -> float:
     return float(vocabulary.index(text)) if text in vocabulary else -1.0
 
 
-def export(module: Any, folder: Path) -> dict[str, Path]:
-    """Write every TensorFlow format of ``module`` into ``folder``; format name to path."""
+def save(module: Any, folder: Path) -> Path:
+    """``module`` as a SavedModel with its ``serve`` as ``serving_default``; the SavedModel's folder."""
     import tensorflow as tf
-    import tf2onnx
 
     saved = folder / SAVED_MODEL
     tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+    return saved
+
+
+def export(module: Any, folder: Path, skip: frozenset[str] = frozenset()) -> dict[str, Path]:
+    """Write every TensorFlow format of ``module`` into ``folder``; format name to path.
+
+    ``skip`` may name the optional formats (``OPTIONAL``) not to write.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    from components.backends.tensorflow import tfjs
+
+    if tfjs.FORMAT not in skip:
+        tfjs.preflight()  # before anything is written
+    saved = save(module, folder)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     (folder / TFLITE).write_bytes(converter.convert())
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
@@ -111,12 +138,15 @@ def export(module: Any, folder: Path) -> dict[str, Path]:
         opset=OPSET,
         output_path=str(folder / ONNX),
     )
-    return {
+    files = {
         "savedmodel": saved,
         "tflite": folder / TFLITE,
         "tflite_dynamic_range": folder / TFLITE_QUANTISED,
         "onnx": folder / ONNX,
     }
+    if tfjs.FORMAT not in skip:
+        files[tfjs.FORMAT] = tfjs.convert(saved, folder)
+    return files
 
 
 def saved_model_runtime(path: Path) -> Callable[[np.ndarray], np.ndarray]:
