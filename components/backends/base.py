@@ -226,7 +226,7 @@ class Bundle:
     reference_name: str
     runtime_names: dict[str, str] = field(default_factory=dict)  # format -> what serves it
     quantised: frozenset[str] = frozenset()
-    # Held to parity but not timed: their runtime starts a process per call (TF.js in Node.js).
+    # Held to parity but not timed: their runtime answers from another process (TF.js in Node.js).
     untimed: frozenset[str] = frozenset()
     skipped: frozenset[str] = frozenset()  # optional formats left out, as export was asked
 

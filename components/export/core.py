@@ -131,7 +131,7 @@ def serving_bench(
         "formats": formats,
         "onnx_over_eager_batch_1_p50": ratio,
         "onnx_over_eager_batch_1_p50_interval": interval,
-        # Checked for parity, not timed: their runtime starts a process per call.
+        # Checked for parity, not timed: their runtime answers from another process.
         "untimed": sorted(bundle.untimed & set(bundle.runtimes)),
     }
 
