@@ -857,7 +857,7 @@ class RegistryRecord:
     model_name: str
     version: str
     framework: str
-    alias: str  # champion or challenger
+    alias: str  # champion, challenger, or none (a DVC experiment's version moves no alias)
     promoted: bool
     reason: str
     metric: str  # test/<metric>
@@ -868,6 +868,8 @@ class RegistryRecord:
     tags: Mapping[str, str]
     # The interval of the improvement over the champion (better-is-positive); none without one.
     improvement: Mapping[str, Any] | None = None
+    # The DVC experiment (dvc exp run) the version was registered from; none outside one.
+    experiment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``registry.json``."""
@@ -899,4 +901,5 @@ def load_registry_record(path: str | Path) -> RegistryRecord:
         mlflow_run_id=read.text("mlflow_run_id"),
         tags={key: str(value) for key, value in read.mapping("tags").items()},
         improvement=read.get("improvement", dict, "a mapping", None),
+        experiment=read.text("experiment", None),
     )
