@@ -512,6 +512,7 @@ class Comparison:
     runner_up: str = ""
     decided_by: str = ""
     reason: str = ""
+    verdict: str = ""  # the verdict in one line (quality, what ships, the rule), for dvc exp show
     fairness: tuple[str, ...] = ()
     frameworks: Mapping[str, Compared] = field(default_factory=dict)
     difference: Difference | None = None
@@ -584,6 +585,7 @@ def load_comparison(path: str | Path) -> Comparison:
         runner_up=read.text("runner_up", ""),
         decided_by=read.text("decided_by", ""),
         reason=read.text("reason", ""),
+        verdict=read.text("verdict", ""),
         fairness=read.names("fairness", ()),
         frameworks=compared,
         difference=_difference(read.nested("difference")) if "difference" in data else None,
