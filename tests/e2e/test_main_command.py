@@ -18,6 +18,7 @@ import pytest
 
 from components.contracts import load_constants
 from tests.conftest import SMOKE, run, set_params, stage_env
+from tests.helpers.experiments import check_queued_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,7 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     check_verdict(repo)
     check_a_tie_keeps_the_champion(repo)
     check_tensorboard(repo)
+    check_queued_experiment(repo)
 
 
 def check_a_tie_keeps_the_champion(repo) -> None:
