@@ -512,6 +512,7 @@ class Comparison:
     runner_up: str = ""
     decided_by: str = ""
     reason: str = ""
+    verdict: str = ""  # the verdict in one line (quality, what ships, the rule), for dvc exp show
     fairness: tuple[str, ...] = ()
     frameworks: Mapping[str, Compared] = field(default_factory=dict)
     difference: Difference | None = None
@@ -584,6 +585,7 @@ def load_comparison(path: str | Path) -> Comparison:
         runner_up=read.text("runner_up", ""),
         decided_by=read.text("decided_by", ""),
         reason=read.text("reason", ""),
+        verdict=read.text("verdict", ""),
         fairness=read.names("fairness", ()),
         frameworks=compared,
         difference=_difference(read.nested("difference")) if "difference" in data else None,
@@ -866,7 +868,7 @@ class RegistryRecord:
     model_name: str
     version: str
     framework: str
-    alias: str  # champion or challenger
+    alias: str  # champion, challenger, or none (a DVC experiment's version moves no alias)
     promoted: bool
     reason: str
     metric: str  # test/<metric>
@@ -877,6 +879,8 @@ class RegistryRecord:
     tags: Mapping[str, str]
     # The interval of the improvement over the champion (better-is-positive); none without one.
     improvement: Mapping[str, Any] | None = None
+    # The DVC experiment (dvc exp run) the version was registered from; none outside one.
+    experiment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``registry.json``."""
@@ -908,4 +912,5 @@ def load_registry_record(path: str | Path) -> RegistryRecord:
         mlflow_run_id=read.text("mlflow_run_id"),
         tags={key: str(value) for key, value in read.mapping("tags").items()},
         improvement=read.get("improvement", dict, "a mapping", None),
+        experiment=read.text("experiment", None),
     )

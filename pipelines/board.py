@@ -324,6 +324,8 @@ def summary(root: Path, board: Board, seconds: float) -> list[str]:
 def _champion(record: Any) -> str:
     before = record.champion_before.get("version")
     named = f"{record.model_name} version {record.version} ({record.framework})"
+    if record.experiment:
+        return f"{named}, from DVC experiment {record.experiment}; no alias moved: {record.reason}"
     if record.promoted:
         moved = f"alias moved from version {before}" if before else "alias set"
         return f"{named} is the champion; {moved}: {record.reason}"

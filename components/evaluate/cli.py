@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
     ]
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    experiment = tracking.use_experiment(uri, constants.dataset, root / "mlflow" / "artifacts")
+    experiment = tracking.use_experiment(uri, constants.dataset, tracking.artifact_root(root))
     client = mlflow.MlflowClient(uri)
     run_id = _start_run(client, experiment, root, comparison, args)
     comparison["mlflow_run_id"] = run_id
@@ -161,6 +161,7 @@ def _start_run(
                 [Path(args.data_dir) / "test.parquet", Path(args.preprocessing)]
             ),
             "bakeoff.winner": comparison["winner"],
+            **tracking.experiment_tags(),
         },
     )
     return run.info.run_id

@@ -177,6 +177,9 @@ def compare(
             latency_margin=params.latency_margin,
         )
     a, b = sorted((chosen.winner, chosen.runner_up))
+    tied = sorted(
+        [leader, *(n for n in eligible if n != leader and not differences[n]["significant"])]
+    )
     return {
         "dataset": constants.dataset,
         "task": task,
@@ -189,15 +192,24 @@ def compare(
         "leader": leader,
         "difference": pairs.describe(a, b),
         "differences": differences,
-        "tied_with_leader": sorted(
-            [leader, *(n for n in eligible if n != leader and not differences[n]["significant"])]
-        ),
+        "tied_with_leader": tied,
         "winner": chosen.winner,
         "runner_up": chosen.runner_up,
         "decided_by": chosen.decided_by,
+        "verdict": verdict_line(f"test/{metric}", leader, tied, chosen.winner, chosen.decided_by),
         "reason": chosen.reason,
         "fairness": fairness(training),
     }
+
+
+def verdict_line(metric: str, leader: str, tied: list[str], winner: str, decided_by: str) -> str:
+    """The verdict in one short line, a scalar ``dvc exp show`` and ``dvc metrics`` display.
+
+    Quality first (a tie when the leader's interval against another includes
+    zero), then what ships and the rule that chose it.
+    """
+    quality = f"tie on {metric}" if len(tied) > 1 else f"{leader} better on {metric}"
+    return f"{quality}; {winner} ships (decided by {decided_by})"
 
 
 def _ratio_bounds(

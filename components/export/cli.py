@@ -172,7 +172,9 @@ def _print(
             f"{_span(bench['onnx_over_eager_batch_1_p50_interval'], '.3f')}"
         )
     for name in bench["untimed"]:
-        progress.say(f"export: {name:<22} not timed (its runtime answers from another process, through files)")
+        progress.say(
+            f"export: {name:<22} not timed (its runtime answers from another process, through files)"
+        )
     progress.say(f"export: latency by {bench['method']}")
 
 

@@ -21,7 +21,7 @@ from components.errors import BakeoffError
 from components.evaluate.models import add_trained_inputs
 from components.outputs import staged_outputs
 from components.params import load_params, section
-from components.training import tracking
+from components.training import stores, tracking
 from components.training.search import TuningParams
 
 STAGE = "register"
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
 
     from components.contracts import load_parity
     from components.evaluate.models import competitor
-    from components.register import core
+    from components.register import core, gate
     from components.training.features import targets
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
         return core.score_export(onnx, described, test, constants)
 
     uri = tracking.tracking_uri(tuning.tracking_uri, root)
-    experiment = tracking.use_experiment(uri, constants.dataset, root / "mlflow" / "artifacts")
+    experiment = tracking.use_experiment(uri, constants.dataset, tracking.artifact_root(root))
     client = mlflow.MlflowClient(uri)
     gated = core.gate(
         constants.task,
@@ -99,7 +99,9 @@ def run(args: argparse.Namespace) -> None:
         targets(test, constants),
         own,
     )
-    decision, new, champion = gated.decision, gated.score, gated.champion
+    experiment_name = stores.experiment_name()
+    decision = gate.in_experiment(gated.decision, experiment_name)
+    new, champion = gated.score, gated.champion
     tags = core.version_tags(chosen.metrics, chosen.card, comparison, framework, root)
     run_id = client.create_run(
         experiment,
@@ -138,7 +140,8 @@ def run(args: argparse.Namespace) -> None:
             if decision.promote
             else None
         )
-        client.set_registered_model_alias(own.model_name, decision.alias, version)
+        if decision.moves_alias:
+            client.set_registered_model_alias(own.model_name, decision.alias, version)
     except BaseException:
         # No version without its alias and push: a rerun registers it again.
         client.delete_model_version(own.model_name, version)
@@ -158,11 +161,13 @@ def run(args: argparse.Namespace) -> None:
         pushed_to=str(pushed) if pushed else None,
         mlflow_run_id=run_id,
         tags=tags,
+        experiment=experiment_name,
     )
     with staged_outputs() as staged:
         staged.write_json(args.out, record.to_dict())
+    held = f"is {decision.alias}" if decision.moves_alias else "has no alias"
     progress.say(
-        f"register: {own.model_name} version {version} ({framework}) is {decision.alias}: {decision.reason}"
+        f"register: {own.model_name} version {version} ({framework}) {held}: {decision.reason}"
     )
     progress.say("register: " + line.removeprefix("- ").replace("**", ""))
     if pushed:

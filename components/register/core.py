@@ -203,6 +203,12 @@ def gate(
 
 def champion_line(decision: Decision, before: Scored, version: str, framework: str) -> str:
     """The verdict's last line, once the gate has decided (a Markdown list item)."""
+    if not decision.moves_alias:
+        held = f"version {before.version}" if before.version else "none yet"
+        return (
+            f"- **Champion**: unchanged ({held}); version {version} ({framework}) is registered "
+            f"without an alias: {decision.reason.removeprefix('no alias moved: ')}."
+        )
     if decision.promote:
         return (
             f"- **Champion**: version {version} ({framework}) takes over: "
@@ -299,4 +305,5 @@ def version_tags(
         tracking.TAG_TRIAL: str(trained.best_trial),
         TAG_TRAINING_RUN: trained.mlflow_run_id,
         TAG_COMPARISON_RUN: comparison.mlflow_run_id,
+        **tracking.experiment_tags(),
     }

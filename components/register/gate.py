@@ -18,13 +18,38 @@ from components.evaluate.stats import Interval
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+NO_ALIAS = "none"  # a DVC experiment's version: registered, no alias moved
 
 
 @dataclass(frozen=True)
 class Decision:
     promote: bool
-    alias: str  # champion or challenger
+    alias: str  # champion, challenger, or none (a DVC experiment's version)
     reason: str
+
+    @property
+    def moves_alias(self) -> bool:
+        """Whether registering the version moves an alias to it."""
+        return self.alias != NO_ALIAS
+
+
+def in_experiment(decision: Decision, experiment: str | None) -> Decision:
+    """The gate's ``decision`` as it stands inside DVC experiment ``experiment``, if any.
+
+    An experiment never moves an alias: the registry's champion (and the
+    challenger beside it) follow the graph run in the repository, not a trial
+    of params that may never be committed. The version is registered and tagged
+    with the experiment; the reason keeps what the gate found.
+    """
+    if experiment is None:
+        return decision
+    return Decision(
+        False,
+        NO_ALIAS,
+        f"no alias moved: DVC experiment {experiment} registers its version without one "
+        "(an experiment never moves the champion; the graph run outside `dvc exp` decides); "
+        f"the gate found: {decision.reason}",
+    )
 
 
 def decide(

@@ -40,6 +40,7 @@ from components.training import study as studies
 from components.training.scores import test_scores
 from components.training.search import Hyperparams, TuningParams
 from components.training.spec import CNN, MLP
+from components.training.stores import store_root
 
 #: What the study name leaves out: raising the budget extends a study instead of starting over.
 BUDGET = ("trials", "timeout_s")
@@ -178,7 +179,8 @@ def prepare(
         outputs=features.outputs(constants),
         image_shape=constants.image_shape,
         max_filters=tuning.space.max_filters,
-        trial_dir=(root / own.trial_dir / name).resolve(),
+        # With the studies: a resumed study loads its best trial from where it was trained.
+        trial_dir=(store_root(root) / own.trial_dir / name).resolve(),
         tracking_uri=tracking.tracking_uri(tuning.tracking_uri, root),
     )
     return StageJob(
@@ -351,7 +353,7 @@ def fit_settings(job: StageJob) -> FitSettings:
         target=features.target_scale(job.constants),
         runtime=job.runtime,
         # Both frameworks' studies side by side under one folder: bakeoff tensorboard.
-        events_dir=job.root / TENSORBOARD_DIR / job.plan.name,
+        events_dir=store_root(job.root) / TENSORBOARD_DIR / job.plan.name,
     )
 
 

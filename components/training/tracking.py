@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ParamsError
+from components.training.stores import experiment_name, store_root
 
 #: ``train.tracking_uri`` when params do not say: the project's SQLite store.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
@@ -27,6 +28,7 @@ TAG_STUDY = "bakeoff.optuna_study"
 TAG_TRIAL = "bakeoff.optuna_trial"
 TAG_STATE = "bakeoff.trial_state"
 TAG_BEST = "bakeoff.best_trial"
+TAG_EXPERIMENT = "bakeoff.dvc_experiment"  # the DVC experiment (dvc exp run) a record came from
 
 
 def git_commit(root: Path) -> str:
@@ -52,13 +54,28 @@ def data_hash(paths: list[Path]) -> str:
 
 
 def tracking_uri(uri: str, root: Path) -> str:
-    """A tracking URI with a relative ``sqlite:///`` path made absolute against ``root``."""
+    """A tracking URI with a relative ``sqlite:///`` path made absolute against ``root``.
+
+    Inside a queued DVC experiment's temporary copy, against the main
+    repository instead (:func:`components.training.stores.store_root`).
+    """
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        database = (root / uri[len(prefix) :]).resolve()
+        database = (store_root(root) / uri[len(prefix) :]).resolve()
         database.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(database)
     return uri
+
+
+def artifact_root(root: Path) -> Path:
+    """Where new MLflow experiments keep their artifacts: beside the SQLite store of ``root``."""
+    return store_root(root) / "mlflow" / "artifacts"
+
+
+def experiment_tags() -> dict[str, str]:
+    """The tag naming the DVC experiment a run or version comes from; none outside one."""
+    name = experiment_name()
+    return {TAG_EXPERIMENT: name} if name else {}
 
 
 def configured_uri(train: Mapping[str, Any] | None, path: str = "params.yaml") -> str:
@@ -114,6 +131,7 @@ def create_stage_run(
             TAG_COMMIT: commit,
             TAG_DATA_HASH: data,
             TAG_STUDY: study,
+            **experiment_tags(),
         },
     )
 
@@ -138,8 +156,8 @@ def prepare_stores(uri: str, storage: str, dataset: str, root: Path) -> str:
     """
     import optuna
 
-    with _exclusive(root / "mlflow" / ".init.lock"):
-        experiment = use_experiment(uri, dataset, root / "mlflow" / "artifacts")
+    with _exclusive(store_root(root) / "mlflow" / ".init.lock"):
+        experiment = use_experiment(uri, dataset, artifact_root(root))
         optuna.storages.RDBStorage(storage)  # creates the study tables if missing
     return experiment
 
@@ -163,7 +181,7 @@ def trial_run(
     """
     import mlflow
 
-    tags = {TAG_STUDY: study, TAG_TRIAL: str(trial), TAG_FRAMEWORK: framework}
+    tags = {TAG_STUDY: study, TAG_TRIAL: str(trial), TAG_FRAMEWORK: framework, **experiment_tags()}
     run = mlflow.start_run(
         run_name=f"trial {trial}", nested=True, tags=tags, parent_run_id=parent_run_id
     )

@@ -19,6 +19,7 @@ import pytest
 
 from components.contracts import load_constants
 from tests.conftest import SMOKE, run, set_params, stage_env
+from tests.helpers.experiments import check_queued_experiment
 from tests.helpers.remote import check_push_and_pull
 from tests.helpers.terminal import plain, terminal_run
 
@@ -56,6 +57,7 @@ def test_bakeoff_run_brings_the_graph_up_to_date(repo):
     check_tensorboard(repo)
     check_push_and_pull(repo)
     check_tensorflow_exports_to_tfjs(repo)
+    check_queued_experiment(repo)
     check_live_progress(repo)  # last: it raises the PyTorch study's budget
 
 

@@ -170,3 +170,11 @@ def test_the_champion_line_says_whether_the_alias_moved(promoted, before, expect
         champion_before={"version": before},
     )
     assert board._champion(changed).endswith(expected)
+
+
+def test_an_experiments_version_is_said_to_move_no_alias():
+    from dataclasses import replace
+
+    record = load_registry_record(ROOT / board.REGISTRY)
+    changed = replace(record, alias="none", promoted=False, experiment="wide", reason="why")
+    assert board._champion(changed).endswith("from DVC experiment wide; no alias moved: why")
