@@ -73,3 +73,18 @@ def fit(data: Any, folder: Path, hyper: Hyperparams = HYPER, **overrides: Any) -
     settings = fit_settings(folder / "trials", **overrides)
     result = fit_trial(trial, hyper, spec, data=data, settings=settings, device=Device())
     return spec, result
+
+
+def fitted_keras_mlp(cleaned: Any, epochs: int) -> Any:
+    """A tiny Keras MLP fitted on the shared tiny table's train split, as the trials compile it."""
+    from components.backends.tensorflow.fit import compile_model
+    from components.training.features import encode, targets
+    from components.training.spec import MLP, ModelSpec
+
+    constants = cleaned.preprocessing
+    train = cleaned.splits["train"]
+    x, y = encode(train, constants), targets(train, constants)
+    spec = ModelSpec(MLP, input_dim=x.shape[1], outputs=3, depth=1, width=16)
+    model = compile_model(spec, HYPER, "classification")
+    model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
+    return model

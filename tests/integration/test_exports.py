@@ -20,7 +20,7 @@ from components.contracts import MODEL_CARD, Label, ModelCard, TrainingMetrics, 
 from components.export.core import ParityError, output_scale, parity_table, serving_bench
 from components.export.parity import Limits, check
 from components.training.features import encode, raw_matrix, targets
-from tests.helpers.trials import HYPER, data_module, fit
+from tests.helpers.trials import HYPER, data_module, fit, fitted_keras_mlp
 
 pytestmark = pytest.mark.slow
 
@@ -157,15 +157,9 @@ def test_a_failed_parity_check_leaves_the_last_exports_and_reports(cleaned, tmp_
 def test_every_tensorflow_format_matches_the_trained_keras_model(cleaned, tmp_path):
     from components.backends.tensorflow.backend import formats
     from components.backends.tensorflow.export import load_keras, raw_module
-    from components.backends.tensorflow.fit import compile_model
-    from components.training.spec import MLP, ModelSpec
 
     constants = cleaned.preprocessing
-    train = cleaned.splits["train"]
-    x, y = encode(train, constants), targets(train, constants)
-    spec = ModelSpec(MLP, input_dim=x.shape[1], outputs=3, depth=1, width=16)
-    model = compile_model(spec, HYPER, "classification")
-    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    model = fitted_keras_mlp(cleaned, epochs=3)
     version = tmp_path / "model" / "1"
     model.save(str(version), save_format="tf")
     frame = serving_rows(cleaned)

@@ -18,8 +18,8 @@ import pytest
 
 from components.errors import BakeoffError
 from components.export.parity import Limits, check
-from components.training.features import encode, raw_matrix, targets
-from tests.helpers.trials import HYPER
+from components.training.features import raw_matrix, targets
+from tests.helpers.trials import fitted_keras_mlp
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +33,9 @@ def converted(cleaned, tmp_path_factory):
 
     from components.backends.tensorflow import export as tf_export
     from components.backends.tensorflow import tfjs
-    from components.backends.tensorflow.fit import compile_model
-    from components.training.spec import MLP, ModelSpec
 
     constants = cleaned.preprocessing
-    train = cleaned.splits["train"]
-    x, y = encode(train, constants), targets(train, constants)
-    spec = ModelSpec(MLP, input_dim=x.shape[1], outputs=3, depth=1, width=16)
-    model = compile_model(spec, HYPER, "classification")
-    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    model = fitted_keras_mlp(cleaned, epochs=2)
     folder = tmp_path_factory.mktemp("tfjs")
     # The TFX Trainer tracks the Transform layer, with tables over vocabulary
     # files, on the model it pushes; the converter cannot freeze a SavedModel
