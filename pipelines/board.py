@@ -53,6 +53,7 @@ class StageState:
     metric: str = ""
     value: float | None = None  # the running trial's last epoch value
     best: float | None = None  # the study's best so far
+    command_started: bool = False  # its command said so (DVC did not skip it as unchanged)
     results: list[str] = field(default_factory=list)
 
     def activity(self) -> str:
@@ -99,6 +100,9 @@ class Board:
     def apply(self, name: str, event: dict[str, Any]) -> str | None:
         """Update ``name`` with one event; the line a plain view prints for it, if any."""
         stage, kind = self.stages[name], event.get("kind")
+        if kind == progress.STAGE and event.get("state") == "start":
+            stage.command_started = True
+            return None
         if kind == progress.STEP:
             stage.step = str(event.get("text", ""))
             return stage.step

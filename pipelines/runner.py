@@ -234,18 +234,14 @@ def _run_with_progress(
     steps: list[tuple[str, ...]] = [(stage,) for stage in plan.before]
     steps += [plan.training] if plan.training else []
     steps += [(stage,) for stage in plan.after]
-    envs = {stage: dict(env) for stage in stages}
-    shares = devices.plan(plan.training, devices.visible_gpus(env), devices.available_cpus())
-    for stage in plan.training:
-        # Unbuffered: a Python trainer's lines would otherwise reach its log in blocks.
-        envs[stage].update({"PYTHONUNBUFFERED": "1", **shares[stage]})
+    training, shares = _training_environments(plan.training, env)
+    envs = {stage: training.get(stage, dict(env)) for stage in stages}
     state = board.Board(stages)
     failed: dict[str, int] = {}
     began = time.monotonic()
     with board.view_for(out, state, live) as view:
         for stage in plan.training:
-            described = " ".join(f"{key}={value}" for key, value in sorted(shares[stage].items()))
-            view.line(None, f"{stage} gets {described}")
+            view.line(None, f"{stage} gets {shares[stage]}")
         for step in steps:
             failed = _run_step(step, root, envs, force, state, view)
             if failed:
@@ -278,9 +274,7 @@ def _run_step(
     view: board.PlainView | board.LiveView,
 ) -> dict[str, int]:
     """Run ``stages`` together, each with its output in its log; the failed ones' statuses."""
-    # -s: the upstream stages are up to date by now, and checking them again would
-    # need locks on outputs the other trainers are reading.
-    command = [_dvc_executable(), "--wait-for-lock", "repro", "-s", *_force(force)]
+    command = _stage_command(force)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     events: dict[str, board.Events] = {}
     recorded = {stage: _locked_entry(root, stage) for stage in stages}
@@ -318,7 +312,7 @@ def _run_step(
                 statuses[stage] = 128 - status if status < 0 else status
                 ran = (
                     force
-                    or stage_ran(events[stage].path)
+                    or state.stages[stage].command_started
                     or (_locked_entry(root, stage) != recorded[stage])
                 )
                 view.line(stage, state.finish(stage, statuses[stage], ran))
@@ -328,14 +322,6 @@ def _run_step(
         _interrupt(list(processes.values()))
         raise
     return {stage: status for stage, status in statuses.items() if status != 0}
-
-
-def stage_ran(events: Path) -> bool:
-    """Whether a stage's command started: it said so in its events file."""
-    return any(
-        event.get("kind") == progress.STAGE and event.get("state") == "start"
-        for event in board.Events(events).new()
-    )
 
 
 def _locked_entry(root: Path, stage: str) -> object:
@@ -352,20 +338,34 @@ def _locked_entry(root: Path, stage: str) -> object:
 def _train(
     stages: Sequence[str], root: Path, env: Mapping[str, str], force: bool, out: TextIO
 ) -> dict[str, tuple[int, list[str]]]:
-    shares = devices.plan(stages, devices.visible_gpus(env), devices.available_cpus())
+    envs, shares = _training_environments(stages, env)
     for stage in stages:
-        described = " ".join(f"{key}={value}" for key, value in sorted(shares[stage].items()))
-        _say(out, f"starting {stage} with {described}")
-    # -s: the upstream stages are up to date now, and checking them again would
-    # need locks on outputs the other trainers are reading.
-    command = [_dvc_executable(), "--wait-for-lock", "repro", "-s", *_force(force)]
-    return _run_concurrently(
-        {stage: [*command, stage] for stage in stages},
-        root,
-        # Unbuffered: a Python trainer's lines would otherwise reach the pipe in blocks.
-        {stage: {"PYTHONUNBUFFERED": "1", **env, **shares[stage]} for stage in stages},
-        out,
-    )
+        _say(out, f"starting {stage} with {shares[stage]}")
+    command = _stage_command(force)
+    return _run_concurrently({stage: [*command, stage] for stage in stages}, root, envs, out)
+
+
+def _training_environments(
+    stages: Sequence[str], env: Mapping[str, str]
+) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Each training stage's environment with its share of the devices, and that share in words."""
+    shares = devices.plan(stages, devices.visible_gpus(env), devices.available_cpus())
+    # Unbuffered: a Python trainer's lines would otherwise reach their pipe or log in blocks.
+    envs = {stage: {"PYTHONUNBUFFERED": "1", **env, **shares[stage]} for stage in stages}
+    described = {
+        stage: " ".join(f"{key}={value}" for key, value in sorted(shares[stage].items()))
+        for stage in stages
+    }
+    return envs, described
+
+
+def _stage_command(force: bool) -> list[str]:
+    """``dvc repro`` of one stage alone, waiting its turn for DVC's lock; the stage name follows.
+
+    -s: the upstream stages are up to date by then, and checking them again would
+    need locks on outputs the other trainers are reading.
+    """
+    return [_dvc_executable(), "--wait-for-lock", "repro", "-s", *_force(force)]
 
 
 def _run_concurrently(

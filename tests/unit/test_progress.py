@@ -75,8 +75,10 @@ def test_trials_and_epochs_become_lines_and_the_stages_activity():
     state = board.Board(["train@x"])
     state.start("train@x")
 
+    assert not state.stages["train@x"].command_started
     lines = _study(state)
 
+    assert state.stages["train@x"].command_started  # its command ran: DVC did not skip it
     assert lines == [
         None,
         "TFX Trainer",
