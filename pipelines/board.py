@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,7 +54,6 @@ class StageState:
     value: float | None = None  # the running trial's last epoch value
     best: float | None = None  # the study's best so far
     command_started: bool = False  # its command said so (DVC did not skip it as unchanged)
-    results: list[str] = field(default_factory=list)
 
     def activity(self) -> str:
         """What the stage is doing now, in a few words."""
@@ -107,9 +106,7 @@ class Board:
             stage.step = str(event.get("text", ""))
             return stage.step
         if kind == progress.RESULT:
-            text = str(event.get("text", ""))
-            stage.results.append(text)
-            return text
+            return str(event.get("text", ""))
         if kind == progress.TRIAL:
             return self._trial(stage, event)
         if kind == progress.EPOCH:
