@@ -201,12 +201,15 @@ def preflight(params_file: Path) -> None:
     would cost the whole tuning budget first. Raises the stage's own ParamsError.
     """
     from components.evaluate.stats import Resampling
+    from components.export.cli import limits_from, skip_from
     from components.params import load_params
     from components.refit.cli import params_from, seeds_from
     from components.register.core import RegisterParams
 
     params = load_params(params_file)
     evaluate = params.get("evaluate") or {}
+    limits_from(params.get("export") or {})
+    skip_from(params.get("export") or {})
     params_from(params.get("refit") or {})
     seeds_from(evaluate)
     Resampling.from_section(evaluate)

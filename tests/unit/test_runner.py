@@ -272,6 +272,8 @@ def test_the_options_of_bakeoff_run():
         ("evaluate: {level: 1.0}\n", "evaluate.level: expected a number between 0 and 1"),
         ("register: {min_improvement: -0.1}\n", "register.min_improvement"),
         ("refit: {repeats: 0}\n", "refit.repeats"),
+        ("export: {tolerances: {tfjs: -1}}\n", "export.tolerances.tfjs"),
+        ("export: {skip_formats: [onnx]}\n", "export.skip_formats: only optional formats"),
     ],
 )
 def test_bad_params_of_the_stages_after_the_studies_stop_the_run_before_any_stage(
