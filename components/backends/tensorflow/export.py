@@ -67,7 +67,10 @@ def raw_module(keras_model: Any, constants: Constants) -> Any:
     class RawMatrixModel(tf.Module):
         def __init__(self) -> None:
             super().__init__(name="raw_matrix_model")
-            self.model = keras_model
+            # The weights only, not the Keras model: saving a tracked Keras model
+            # also traces and writes every layer's own call functions (Keras's
+            # serialization), which no reader of these SavedModels uses.
+            self.weights = list(keras_model.variables)
 
         def eager(self, raw: Any) -> Any:
             # Constants are made here, not captured, so tf2onnx sees no extra inputs.
@@ -85,15 +88,18 @@ def raw_module(keras_model: Any, constants: Constants) -> Any:
                 slot = tf.where(known, position, tf.constant(float(size)))
                 parts.append(tf.one_hot(tf.cast(slot, tf.int32), size + 1, dtype=tf.float32))
             vector = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
-            result = self.model(vector, training=False)
+            result = keras_model(vector, training=False)
             # (rows, classes), or (rows,) values, as the PyTorch exports answer.
             return result if classification else tf.reshape(result, [-1])
 
-        @tf.function(input_signature=[spec])
+        # Nothing here branches on a tensor, so AutoGraph has nothing to convert;
+        # left on, it rewrote the Keras model's whole call: about 10 s per trace
+        # on a 2-core EPYC, against 0.1 s off (benchmarks/tf_tracing.py).
+        @tf.function(input_signature=[spec], autograph=False)
         def __call__(self, raw: Any) -> Any:
             return self.eager(raw)
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[spec], autograph=False)
         def serve(self, raw: Any) -> dict[str, Any]:
             return {output: self.eager(raw)}
 

@@ -10,6 +10,8 @@ import tensorflow as tf
 from components.backends.tensorflow.transform_module.preprocessing import INPUTS
 from components.contracts import internal_names
 
+EXAMPLES = tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")
+
 
 def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path: Path) -> None:
     """Save ``model`` with the Transform graph in front of it, as a SavedModel.
@@ -23,6 +25,8 @@ def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path:
     features and label of serialized examples, so TFMA compares the model's
     class index with the label's class index, not with the raw label value.
     """
+    # AutoGraph is off: these functions branch on no tensor, and converting
+    # the Keras model's call cost about 10 s per trace (as in export.raw_module).
     output = "probabilities" if task == "classification" else "value"
     model.tft_layer = tft_output.transform_features_layer()  # tracked, so its assets are saved
     raw_spec = tft_output.raw_feature_spec()
@@ -32,7 +36,7 @@ def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path:
         transformed = model.tft_layer(raw)
         return {output: model(transformed[INPUTS])}
 
-    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    @tf.function(input_signature=[EXAMPLES], autograph=False)
     def serve_examples(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         return predict(tf.io.parse_example(serialized, raw_spec))
 
@@ -42,22 +46,26 @@ def save_serving_model(model: Any, tft_output: Any, label: str, task: str, path:
         for name, spec in sorted(raw_spec.items())
     }
 
-    @tf.function(input_signature=[raw_signature])
+    @tf.function(input_signature=[raw_signature], autograph=False)
     def serve_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return predict({name: tf.reshape(features[names[name]], [-1, 1]) for name in names})
 
     full_spec = tft_output.raw_feature_spec()
 
-    @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name="examples")])
+    @tf.function(input_signature=[EXAMPLES], autograph=False)
     def transform_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         return model.tft_layer(tf.io.parse_example(serialized, full_spec))
 
     # Without the optimizer's slots: a serving model needs only its weights, and
     # the verdict compares model sizes on disk with PyTorch's weights-only file.
+    # Without the layers' traced call functions: Keras loads the model back from
+    # its config (``export.load_keras``), TF Serving and TFMA call the signatures,
+    # and tracing them took about 11 s of the Trainer's 24 on a 2-core EPYC.
     model.save(
         str(path),
         save_format="tf",
         include_optimizer=False,
+        save_traces=False,
         signatures={
             "serving_default": serve_examples,
             "serving_raw": serve_raw,
