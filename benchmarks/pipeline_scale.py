@@ -329,7 +329,7 @@ def _copy(folder: Path, commit: str | None) -> Path:
     if commit is None:  # the working tree, as the tests copy it
         from tests.conftest import copy_repository
 
-        return copy_repository(folder)
+        return _with_environments(copy_repository(folder))
     repo = folder / "repo"
     repo.mkdir(parents=True)
     archive = subprocess.run(
@@ -340,6 +340,19 @@ def _copy(folder: Path, commit: str | None) -> Path:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    return _with_environments(repo)
+
+
+#: What ``bin/setup`` builds beside the code and the code finds by its own path:
+#: the TensorFlow.js converter's environment and its Node.js packages.
+BUILT = (".venv-tfjs", "components/backends/tensorflow/tfjs_node/node_modules")
+
+
+def _with_environments(repo: Path) -> Path:
+    """Link the checkout's built environments into a copy whose code looks for them beside itself."""
+    for name in BUILT:
+        if (ROOT / name).exists() and not (repo / name).exists():
+            (repo / name).symlink_to(ROOT / name)
     return repo
 
 
