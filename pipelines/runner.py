@@ -48,6 +48,8 @@ from pipelines import board, devices
 
 #: The foreach stage in dvc.yaml whose items are the frameworks.
 TRAINING_PREFIX = "train@"
+#: The stage that writes every format of the winner (some need tools outside the lock).
+EXPORT = "export"
 
 # How many of a failed stage's last output lines to repeat in the summary.
 _TAIL_LINES = 8
@@ -156,11 +158,14 @@ def reproduce(
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    if (root / "params.yaml").is_file():
-        preflight(root / "params.yaml")
+    params = root / "params.yaml"
+    if params.is_file():
+        preflight(params)
     env = stage_environment()
     serial_command = ["repro", *targets, *_force(force)]
     if serial:
+        if params.is_file() and not targets:
+            export_tools(params)
         return _dvc(serial_command, root, env)
     from dvc.exceptions import DvcException
 
@@ -171,6 +176,8 @@ def reproduce(
         # an ImportError is a DVC whose planning functions moved.
         _say(err, f"cannot plan the run ({error}); running dvc repro serially")
         return _dvc(serial_command, root, env)
+    if params.is_file() and EXPORT in plan.after:
+        export_tools(params)
     if not verbose:
         return _run_with_progress(plan, root, env, force, out, err, live)
     if not plan.concurrent:
@@ -214,6 +221,20 @@ def preflight(params_file: Path) -> None:
     seeds_from(evaluate)
     Resampling.from_section(evaluate)
     RegisterParams.from_section(params.get("register") or {}, "preflight", evaluate)
+
+
+def export_tools(params_file: Path) -> None:
+    """Every framework's export tools, when the run reaches the export stage (the winner is not known yet).
+
+    Raises the backend's one-line BakeoffError naming what is missing and the fix.
+    """
+    from components import backends
+    from components.export.cli import skip_from
+    from components.params import load_params
+
+    skip = skip_from(load_params(params_file).get("export") or {})
+    for name in backends.names():
+        backends.get(name).check_export_tools(skip)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -315,6 +315,14 @@ class Backend(Protocol):
         """
         ...
 
+    def check_export_tools(self, skip: frozenset[str]) -> None:
+        """Stop in one line when a format ``export`` would write needs a tool this machine lacks.
+
+        Cheap and framework-free: ``bakeoff run`` asks every backend before any
+        stage, so a missing tool is not found after the studies.
+        """
+        ...
+
     def limit_threads(self, threads: int) -> None:
         """Cap the framework's inference threads in this process (for fair latency figures)."""
         ...
@@ -324,6 +332,10 @@ class Backend(Protocol):
 def one_process(own: Mapping[str, Any]) -> Iterator[str]:
     """``Backend.processes`` for a backend whose trials train in one process."""
     yield ALONE
+
+
+def no_tools(skip: frozenset[str]) -> None:
+    """``Backend.check_export_tools`` for a backend whose exports need nothing outside its packages."""
 
 
 def no_followers(data: SplitArrays, settings: FitSettings, spec: Callable[[Any], Any]) -> int:

@@ -30,6 +30,7 @@ from components.backends.base import (
     Loaded,
     RuntimeSettings,
     no_followers,
+    no_tools,
     one_process,
     onnx_runtime,
     size_on_disk,
@@ -179,6 +180,7 @@ class LinearBackend:
     # Trials train in one process each (for TensorFlow, the Trainer's; see README).
     processes = staticmethod(one_process)
     follow = staticmethod(no_followers)
+    check_export_tools = staticmethod(no_tools)  # numpy writes its ONNX graph itself
 
     def limit_threads(self, threads: int) -> None:
         """Remembered only: numpy's BLAS pool cannot change once loaded."""

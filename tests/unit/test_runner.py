@@ -292,3 +292,39 @@ def test_bad_params_of_the_stages_after_the_studies_stop_the_run_before_any_stag
         runner.reproduce(tiny_repo)
     assert message in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def test_missing_export_tools_stop_the_run_before_any_stage_when_it_reaches_export(
+    tiny_repo: Path, monkeypatch
+):
+    from components.backends.tensorflow import tfjs
+    from components.errors import BakeoffError
+
+    with (tiny_repo / "dvc.yaml").open("a") as dvc_yaml:
+        dvc_yaml.write(
+            "  export:\n    cmd: cp evaluate.txt export.txt\n"
+            "    deps: [evaluate.txt]\n    outs: [export.txt]\n"
+        )
+    (tiny_repo / "params.yaml").write_text("export: {}\n")
+    monkeypatch.setattr(tfjs, "CONVERTER", tfjs.ROOT / ".venv-tfjs" / "bin" / "absent")
+
+    class StageRan(Exception):
+        pass
+
+    def stage(*args, **kwargs):
+        raise StageRan
+
+    for name in ("_dvc", "_train", "_run_with_progress"):
+        monkeypatch.setattr(runner, name, stage)
+    for serial in (False, True):
+        with pytest.raises(BakeoffError) as refused:
+            runner.reproduce(tiny_repo, serial=serial)
+        message = str(refused.value)
+        assert "TensorFlow.js export needs the converter" in message and "\n" not in message
+        assert "export.skip_formats: [tfjs]" in message
+    # A run that stops before export, or skips the format, needs no such tool.
+    with pytest.raises(StageRan):
+        runner.reproduce(tiny_repo, ["evaluate"])
+    (tiny_repo / "params.yaml").write_text("export: {skip_formats: [tfjs]}\n")
+    with pytest.raises(StageRan):
+        runner.reproduce(tiny_repo)

@@ -26,6 +26,7 @@ from components.backends.base import (
     RuntimeSettings,
     SplitArrays,
     available_cpus,
+    no_tools,
     onnx_runtime,
     size_on_disk,
 )
@@ -270,6 +271,8 @@ class PytorchBackend:
             f"the PyTorch stage's {card.artifact}",
             runtime_names={name: RUNTIMES[name] for name in runtimes},
         )
+
+    check_export_tools = staticmethod(no_tools)  # torch and onnx, from the lock
 
     def limit_threads(self, threads: int) -> None:
         """torch's intra-op threads."""

@@ -258,10 +258,7 @@ class TensorflowBackend:
         skip: frozenset[str] = frozenset(),
     ) -> Bundle:
         """SavedModel, TFLite (float and dynamic-range), ONNX, TF.js; held to the pushed SavedModel."""
-        from components.backends.tensorflow import tfjs
-
-        if tfjs.FORMAT not in skip:
-            tfjs.preflight()  # before the models load
+        self.check_export_tools(skip)  # before the models load
         return formats(
             self.loggable(card, folder, constants),
             out,
@@ -270,6 +267,13 @@ class TensorflowBackend:
             f"TFX SavedModel {card.artifact} (serving_raw)",
             skip=skip,
         )
+
+    def check_export_tools(self, skip: frozenset[str]) -> None:
+        """The TensorFlow.js converter's environment and Node.js, unless ``skip`` names tfjs."""
+        from components.backends.tensorflow import tfjs
+
+        if tfjs.FORMAT not in skip:
+            tfjs.preflight()
 
     def limit_threads(self, threads: int) -> None:
         """TensorFlow's intra- and inter-op thread pools (before it runs anything)."""
