@@ -105,17 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    results = {}
-    for revision in args.revisions:
-        commit = git("rev-parse", "--short", revision).strip()
-        results[revision] = {"commit": commit, "groups": count(revision)}
+    commits = {r: git("rev-parse", "--short", r).strip() for r in args.revisions}
+    counts = {r: count(r) for r in args.revisions}
+    results = {r: {"commit": commits[r], "groups": counts[r]} for r in args.revisions}
 
     width = max(len(group) for group in GROUPS)
     print(f"{'lines (code)':<{width}}  " + "  ".join(f"{r:>17}" for r in args.revisions))
     for group in GROUPS:
         cells = [
-            f"{results[r]['groups'][group]['lines']:,} ({results[r]['groups'][group]['code']:,})"
-            for r in args.revisions
+            f"{counts[r][group]['lines']:,} ({counts[r][group]['code']:,})" for r in args.revisions
         ]
         print(f"{group:<{width}}  " + "  ".join(f"{cell:>17}" for cell in cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
