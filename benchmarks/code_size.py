@@ -10,8 +10,9 @@ so the figure does not depend on the working tree or on a checkout:
   line break (``tokenize``), so a comment or a blank line changes nothing.
 
 A group is a list of path prefixes; what a prefix matched at a revision is what
-the group held there, and a file counts in the first group that names it. The training group's prefixes cover its places before
-(``components/train_*``) and after the restructure (``components/backends``).
+the group held there, and a file counts in the first group that names it. The
+training group's prefixes cover its places before (``components/train_*``) and
+after the restructure (``components/backends``).
 The typed contracts (``components/contracts.py``) are a group of their own: they
 came with the restructure and serve every stage.
 

@@ -159,13 +159,12 @@ def reproduce(
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     params = root / "params.yaml"
-    if params.is_file():
-        preflight(params)
+    skip = preflight(params) if params.is_file() else None
     env = stage_environment()
     serial_command = ["repro", *targets, *_force(force)]
     if serial:
-        if params.is_file() and not targets:
-            export_tools(params)
+        if skip is not None and not targets:
+            export_tools(skip)
         return _dvc(serial_command, root, env)
     from dvc.exceptions import DvcException
 
@@ -176,8 +175,8 @@ def reproduce(
         # an ImportError is a DVC whose planning functions moved.
         _say(err, f"cannot plan the run ({error}); running dvc repro serially")
         return _dvc(serial_command, root, env)
-    if params.is_file() and EXPORT in plan.after:
-        export_tools(params)
+    if skip is not None and EXPORT in plan.after:
+        export_tools(skip)
     if not verbose:
         return _run_with_progress(plan, root, env, force, out, err, live)
     if not plan.concurrent:
@@ -201,11 +200,12 @@ def reproduce(
     return _dvc(["repro", *targets], root, env)
 
 
-def preflight(params_file: Path) -> None:
-    """The sections of the stages after the studies, checked before any stage runs.
+def preflight(params_file: Path) -> frozenset[str]:
+    """The sections of the stages after the studies, checked before any stage runs; the skipped formats.
 
     Their stages read them only once both studies are over; a key refused there
     would cost the whole tuning budget first. Raises the stage's own ParamsError.
+    Returns ``export.skip_formats``, for :func:`export_tools`.
     """
     from components.evaluate.stats import Resampling
     from components.export.cli import limits_from, skip_from
@@ -216,23 +216,21 @@ def preflight(params_file: Path) -> None:
     params = load_params(params_file)
     evaluate = params.get("evaluate") or {}
     limits_from(params.get("export") or {})
-    skip_from(params.get("export") or {})
+    skip = skip_from(params.get("export") or {})
     params_from(params.get("refit") or {})
     seeds_from(evaluate)
     Resampling.from_section(evaluate)
     RegisterParams.from_section(params.get("register") or {}, "preflight", evaluate)
+    return skip
 
 
-def export_tools(params_file: Path) -> None:
-    """Every framework's export tools, when the run reaches the export stage (the winner is not known yet).
+def export_tools(skip: frozenset[str]) -> None:
+    """Every framework's export tools but the ``skip``ped formats' (the winner is not known yet).
 
     Raises the backend's one-line BakeoffError naming what is missing and the fix.
     """
     from components import backends
-    from components.export.cli import skip_from
-    from components.params import load_params
 
-    skip = skip_from(load_params(params_file).get("export") or {})
     for name in backends.names():
         backends.get(name).check_export_tools(skip)
 

@@ -93,8 +93,9 @@ def raw_module(keras_model: Any, constants: Constants) -> Any:
             return result if classification else tf.reshape(result, [-1])
 
         # Nothing here branches on a tensor, so AutoGraph has nothing to convert;
-        # left on, it rewrote the Keras model's whole call: about 10 s per trace
-        # on a 2-core EPYC, against 0.1 s off (benchmarks/tf_tracing.py).
+        # left on, it rewrote the Keras model's whole call: the first call took
+        # 10.4 s on a 2-core EPYC against 0.1 s off (issue 12's note; the stage
+        # costs: benchmarks/results/pipeline_scale_10k_*.json).
         @tf.function(input_signature=[spec], autograph=False)
         def __call__(self, raw: Any) -> Any:
             return self.eager(raw)
